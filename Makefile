@@ -1,0 +1,39 @@
+# sluice: make run starts on embedded defaults; make test runs vet and the tests.
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+BENCH   ?= .
+BENCHTIME ?= 1s
+
+.PHONY: all build run test vet fmt fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/sluice ./cmd/sluice
+
+run: build
+	$(BIN)/sluice $(if $(CONFIG),-config $(CONFIG))
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+fmt:
+	gofmt -l -w .
+
+# Short fuzzing runs of every fuzz target (longer: FUZZTIME=10m make fuzz).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./ingest/forward/
+	$(GO) test -run='^$$' -fuzz=FuzzAppendValue -fuzztime=$(FUZZTIME) ./internal/jsonl/
+
+# Benchmarks: codecs, the JSON-lines encoder and ingest over loopback with
+# acks into the embedded JetStream.
+bench:
+	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -benchtime=$(BENCHTIME) ./ingest/... ./internal/... ./queue/... ./sinks/...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,589 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/msgp"
+	"github.com/sluicelog/sluice/internal/units"
+)
+
+// Publisher stores chunks durably; the queue implements it.
+type Publisher interface {
+	// Publish starts storing c and returns at once (or blocks briefly when the
+	// publisher is saturated). The chunk must not change until the returned
+	// Pending reports. Publishing the same chunk again after a failure must be
+	// safe (the queue deduplicates it).
+	Publish(c *chunk.Chunk) (chunk.Pending, error)
+}
+
+// Config configures the Forward listener.
+type Config struct {
+	// Listen is the TCP address; the UDP heartbeat uses the same port.
+	Listen string `yaml:"listen"`
+	// MaxChunkBytes caps one Forward value on the wire.
+	MaxChunkBytes units.ByteSize `yaml:"max_chunk_bytes"`
+	// MaxDecompressedBytes caps a compressed chunk once inflated.
+	MaxDecompressedBytes units.ByteSize `yaml:"max_decompressed_bytes"`
+	// MaxInflightBytes bounds, per connection, the bytes of chunks read but
+	// not yet acknowledged; reading stops above it.
+	MaxInflightBytes units.ByteSize `yaml:"max_inflight_bytes"`
+	// MaxInflightChunks bounds, per connection, the chunks awaiting storage.
+	MaxInflightChunks int `yaml:"max_inflight_chunks"`
+	// ReadBufferBytes is the initial read buffer of a connection.
+	ReadBufferBytes units.ByteSize `yaml:"read_buffer_bytes"`
+	// WriteTimeout bounds writing one ack.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// UDPHeartbeat answers Fluentd's UDP heartbeat on the listen port.
+	UDPHeartbeat *bool `yaml:"udp_heartbeat"`
+}
+
+// SetDefaults fills zero values.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":24224"
+	}
+	if c.MaxChunkBytes == 0 {
+		c.MaxChunkBytes = units.ByteSize(DefaultLimits.MaxChunkBytes)
+	}
+	if c.MaxDecompressedBytes == 0 {
+		c.MaxDecompressedBytes = units.ByteSize(DefaultLimits.MaxDecompressedBytes)
+	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = 64 << 20
+	}
+	if c.MaxInflightChunks == 0 {
+		c.MaxInflightChunks = 64
+	}
+	if c.ReadBufferBytes == 0 {
+		c.ReadBufferBytes = 256 << 10
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.UDPHeartbeat == nil {
+		on := true
+		c.UDPHeartbeat = &on
+	}
+}
+
+// Validate checks the configuration; error texts start with the field name.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, msg string) { errs = append(errs, fmt.Errorf("%s: %s", field, msg)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", fmt.Sprintf("%q is not host:port", c.Listen))
+	}
+	if c.MaxChunkBytes < 1<<10 || c.MaxChunkBytes > 1<<30 {
+		add("max_chunk_bytes", "must be between 1KiB and 1GiB")
+	}
+	if c.MaxDecompressedBytes < c.MaxChunkBytes || c.MaxDecompressedBytes > 4<<30 {
+		add("max_decompressed_bytes", "must be at least max_chunk_bytes and at most 4GiB")
+	}
+	if c.MaxInflightBytes < 1<<10 {
+		add("max_inflight_bytes", "must be at least 1KiB")
+	}
+	if c.MaxInflightChunks < 1 {
+		add("max_inflight_chunks", "must be positive")
+	}
+	if c.ReadBufferBytes < 4<<10 || c.ReadBufferBytes > 64<<20 {
+		add("read_buffer_bytes", "must be between 4KiB and 64MiB")
+	}
+	if c.WriteTimeout <= 0 {
+		add("write_timeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+type serverMetrics struct {
+	records   prometheus.Counter
+	bytes     prometheus.Counter
+	chunks    *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	dropped   *prometheus.CounterVec
+	conns     prometheus.Gauge
+	retries   prometheus.Counter
+	heartbeat prometheus.Counter
+}
+
+func newServerMetrics(r prometheus.Registerer) *serverMetrics {
+	l := prometheus.Labels{"listener": "forward"}
+	m := &serverMetrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_records_total",
+			Help: "Records stored durably (and acknowledged when asked).", ConstLabels: l}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_bytes_total",
+			Help: "Bytes of records stored durably, after decompression.", ConstLabels: l}),
+		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_chunks_total",
+			Help: "Forward values decoded, by mode.", ConstLabels: l}, []string{"mode"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_rejected_total",
+			Help: "Connections closed for bad input, by reason.", ConstLabels: l}, []string{"reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_dropped_records_total",
+			Help: "Records acknowledged but deliberately not stored, by reason.", ConstLabels: l}, []string{"reason"}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_connections",
+			Help: "Open connections.", ConstLabels: l}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_publish_retries_total",
+			Help: "Chunks published again after JetStream refused or failed them.", ConstLabels: l}),
+		heartbeat: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_heartbeats_total",
+			Help: "UDP heartbeats answered.", ConstLabels: l}),
+	}
+	r.MustRegister(m.records, m.bytes, m.chunks, m.rejected, m.dropped, m.conns, m.retries, m.heartbeat)
+	return m
+}
+
+// Server is the Forward protocol listener.
+type Server struct {
+	cfg    Config
+	limits Limits
+	pub    Publisher
+	log    *slog.Logger
+	m      *serverMetrics
+
+	ln  net.Listener
+	udp net.PacketConn
+
+	// hard ends every wait: it is cancelled by Close, or by Shutdown when its
+	// context ends before the connections drained.
+	hard       context.Context
+	hardCancel context.CancelFunc
+
+	mu      sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// New returns a server; cfg must have its defaults set and be valid.
+func New(cfg Config, pub Publisher, set component.Settings) *Server {
+	set = set.Defaults()
+	hard, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg: cfg,
+		limits: Limits{MaxChunkBytes: int(cfg.MaxChunkBytes), MaxDecompressedBytes: int(cfg.MaxDecompressedBytes),
+			MaxTagBytes: DefaultLimits.MaxTagBytes},
+		pub:        pub,
+		log:        set.Logger.With("listener", "forward"),
+		m:          newServerMetrics(set.Registerer),
+		hard:       hard,
+		hardCancel: cancel,
+		conns:      make(map[*conn]struct{}),
+	}
+}
+
+// Start listens on TCP (and UDP for the heartbeat) and serves in the
+// background. It returns once the listeners are bound.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("forward: listen: %w", err)
+	}
+	s.ln = ln
+	if *s.cfg.UDPHeartbeat {
+		host, _, _ := net.SplitHostPort(s.cfg.Listen)
+		port := ln.Addr().(*net.TCPAddr).Port
+		udp, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, fmt.Sprint(port)))
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("forward: listen udp heartbeat: %w", err)
+		}
+		s.udp = udp
+		s.wg.Add(1)
+		go s.heartbeat()
+	}
+	s.wg.Add(1)
+	go s.accept()
+	s.log.Info("forward listener started", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the TCP address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", "err", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-s.hard.Done():
+				return
+			}
+			continue
+		}
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.m.conns.Inc()
+		go c.serve()
+	}
+}
+
+func (s *Server) heartbeat() {
+	defer s.wg.Done()
+	buf := make([]byte, 64)
+	for {
+		n, addr, err := s.udp.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if n >= 1 && buf[0] == 0x00 {
+			if _, err := s.udp.WriteTo([]byte{0x00}, addr); err == nil {
+				s.m.heartbeat.Inc()
+			}
+		}
+	}
+}
+
+// Shutdown stops accepting, stops reading the open connections, waits until
+// every chunk already read is stored and acknowledged, and closes them. When
+// ctx ends first, the rest is abandoned unacknowledged (forwarders resend).
+// It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopAccepting()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.stopReading()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.hardCancel()
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return fmt.Errorf("forward: shutdown: %w", ctx.Err())
+	}
+}
+
+// Close stops everything at once: chunks not yet acknowledged stay so.
+func (s *Server) Close() {
+	s.stopAccepting()
+	s.hardCancel()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) stopAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	s.closing = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.udp != nil {
+		s.udp.Close()
+	}
+}
+
+// conn is one forwarder connection: a reader goroutine that decodes and
+// publishes, and an acker goroutine that waits for each chunk's PubAck, in
+// order, and writes its ack.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	log *slog.Logger
+	dec *Decoder
+
+	// inflight bounds the bytes read and not yet stored.
+	inflight *semaphore.Weighted
+	pending  chan *inflight
+	// gate is held by the acker while JetStream refuses a chunk, so that the
+	// reader does not read further.
+	gate    sync.Mutex
+	stopped atomic.Bool
+
+	// batch gathers Message-mode events of one tag without a chunk id, which
+	// arrive one record at a time, into one chunk.
+	batch    []byte
+	batchTag []byte
+	batchN   int
+}
+
+type inflight struct {
+	c      *chunk.Chunk
+	p      chunk.Pending
+	err    error
+	ack    string
+	weight int64
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	return &conn{
+		s:        s,
+		nc:       nc,
+		log:      s.log.With("remote", nc.RemoteAddr().String()),
+		dec:      NewDecoder(s.limits),
+		inflight: semaphore.NewWeighted(int64(s.cfg.MaxInflightBytes)),
+		pending:  make(chan *inflight, s.cfg.MaxInflightChunks),
+	}
+}
+
+func (c *conn) stopReading() {
+	c.stopped.Store(true)
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+func (c *conn) serve() {
+	s := c.s
+	defer func() {
+		c.nc.Close()
+		c.dec.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.m.conns.Dec()
+		s.wg.Done()
+	}()
+	ackDone := make(chan struct{})
+	go func() { c.ackLoop(); close(ackDone) }()
+	err := c.readLoop()
+	close(c.pending)
+	<-ackDone
+	var fe *Error
+	switch {
+	case errors.As(err, &fe):
+		s.m.rejected.WithLabelValues(fe.Reason).Inc()
+		c.log.Warn("closing connection: bad input", "reason", fe.Reason, "err", fe.Err)
+	case err != nil && !c.stopped.Load() && s.hard.Err() == nil:
+		c.log.Debug("connection ended", "err", err)
+	}
+}
+
+const maxBatchBytes = 1 << 20
+
+func (c *conn) readLoop() error {
+	bufSize := int(c.s.cfg.ReadBufferBytes)
+	maxBuf := int(c.s.cfg.MaxChunkBytes) + bufSize
+	buf := make([]byte, 0, bufSize)
+	shortAt := 0      // bytes buffered when a value was last found incomplete
+	readFull := false // whether the last read filled all the free space
+	for {
+		// A large incomplete value is decoded again only once the buffer has
+		// doubled or the sender paused, so that a big chunk arriving in many
+		// reads is not walked once per read.
+		if shortAt == 0 || len(buf) >= 2*shortAt || !readFull {
+			start := 0
+			shortAt = 0
+			for start < len(buf) {
+				ev, n, err := c.dec.Decode(buf[start:])
+				if err == ErrShort {
+					if len(buf)-start > 64<<10 {
+						shortAt = len(buf) - start
+					}
+					break
+				}
+				if err != nil {
+					return err
+				}
+				if err := c.handle(&ev); err != nil {
+					return err
+				}
+				start += n
+			}
+			if err := c.flushBatch(); err != nil {
+				return err
+			}
+			buf = buf[:copy(buf, buf[start:])]
+		}
+		if len(buf) == cap(buf) {
+			if cap(buf) >= maxBuf {
+				return reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
+			}
+			nb := make([]byte, len(buf), min(2*cap(buf), maxBuf))
+			copy(nb, buf)
+			buf = nb
+		} else if cap(buf) > 4*bufSize && len(buf) < bufSize {
+			buf = append(make([]byte, 0, bufSize), buf...)
+		}
+		c.gate.Lock()
+		//lint:ignore SA2001 waiting for the acker to release the gate is the point
+		c.gate.Unlock()
+		if c.stopped.Load() {
+			return nil
+		}
+		free := cap(buf) - len(buf)
+		n, err := c.nc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		readFull = n == free
+		if err != nil {
+			if c.stopped.Load() {
+				return nil
+			}
+			if errors.Is(err, io.EOF) && len(buf) > 0 {
+				if _, _, derr := c.dec.Decode(buf); derr != nil && derr != ErrShort {
+					return derr
+				}
+				return reject(ReasonTruncated, "connection closed inside a value (%d bytes pending)", len(buf))
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (c *conn) handle(ev *Event) error {
+	if ev.Keepalive {
+		return nil
+	}
+	c.s.m.chunks.WithLabelValues(ev.Mode.String()).Inc()
+	if ev.Signal != 0 {
+		// Metrics and traces are not logs: acknowledge and drop, counted.
+		c.s.m.dropped.WithLabelValues(fmt.Sprintf("signal_%d", ev.Signal)).Add(float64(ev.Count))
+		return c.submit(nil, ev.Chunk)
+	}
+	if ev.Mode == ModeMessage && ev.Chunk == nil {
+		if c.batchN > 0 && (string(c.batchTag) != string(ev.Tag) || len(c.batch)+len(ev.Entries) > maxBatchBytes) {
+			if err := c.flushBatch(); err != nil {
+				return err
+			}
+		}
+		if c.batchN == 0 {
+			c.batchTag = append(c.batchTag[:0], ev.Tag...)
+		}
+		c.batch = append(c.batch, ev.Entries...)
+		c.batchN++
+		return nil
+	}
+	if err := c.flushBatch(); err != nil {
+		return err
+	}
+	if ev.Count == 0 {
+		return c.submit(nil, ev.Chunk)
+	}
+	entries := make([]byte, len(ev.Entries))
+	copy(entries, ev.Entries)
+	return c.submit(&chunk.Chunk{Tag: string(ev.Tag), ID: string(ev.Chunk), Count: ev.Count, Entries: entries}, ev.Chunk)
+}
+
+func (c *conn) flushBatch() error {
+	if c.batchN == 0 {
+		return nil
+	}
+	ch := &chunk.Chunk{Tag: string(c.batchTag), Count: c.batchN, Entries: c.batch}
+	c.batch, c.batchN = nil, 0
+	return c.submit(ch, nil)
+}
+
+// submit publishes ch (nil for an ack-only item) and queues it for the acker.
+// It blocks while the connection's in-flight limits are reached.
+func (c *conn) submit(ch *chunk.Chunk, ackID []byte) error {
+	it := &inflight{c: ch, ack: string(ackID)}
+	if ch != nil {
+		it.weight = min(int64(len(ch.Entries)), int64(c.s.cfg.MaxInflightBytes))
+		if err := c.inflight.Acquire(c.s.hard, it.weight); err != nil {
+			return err
+		}
+		it.p, it.err = c.s.pub.Publish(ch)
+	}
+	select {
+	case c.pending <- it:
+		return nil
+	case <-c.s.hard.Done():
+		c.inflight.Release(it.weight)
+		return c.s.hard.Err()
+	}
+}
+
+func (c *conn) ackLoop() {
+	broken := false
+	for it := range c.pending {
+		if it.c != nil && !broken {
+			if err := c.store(it); err != nil {
+				broken = true // shutting down hard: no more acks
+			}
+		}
+		if it.ack != "" && !broken {
+			if err := c.writeAck(it.ack); err != nil {
+				c.log.Debug("writing ack failed", "err", err)
+				broken = true
+				c.nc.Close()
+			}
+		}
+		c.inflight.Release(it.weight)
+	}
+}
+
+// store waits until it's chunk is stored, publishing it again (with
+// backoff, reading stopped) while JetStream refuses it. It fails only when
+// the server stops hard.
+func (c *conn) store(it *inflight) error {
+	err := it.err
+	if err == nil {
+		err = it.p.Wait(c.s.hard)
+	}
+	if err != nil {
+		c.gate.Lock()
+		defer c.gate.Unlock()
+		backoff := 20 * time.Millisecond
+		for err != nil {
+			if c.s.hard.Err() != nil {
+				return c.s.hard.Err()
+			}
+			c.log.Warn("JetStream did not store a chunk; holding the connection and retrying",
+				"tag", it.c.Tag, "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-c.s.hard.Done():
+				return c.s.hard.Err()
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			c.s.m.retries.Inc()
+			var p chunk.Pending
+			if p, err = c.s.pub.Publish(it.c); err == nil {
+				err = p.Wait(c.s.hard)
+			}
+		}
+	}
+	c.s.m.records.Add(float64(it.c.Count))
+	c.s.m.bytes.Add(float64(len(it.c.Entries)))
+	return nil
+}
+
+func (c *conn) writeAck(id string) error {
+	b := make([]byte, 0, len(id)+8)
+	b = append(b, 0x81)
+	b = msgp.AppendStr(b, "ack")
+	b = msgp.AppendStr(b, id)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	_, err := c.nc.Write(b)
+	return err
+}

@@ -1,0 +1,185 @@
+// Package app wires sluice together: the queue, the sinks with their
+// runners, the Forward listener and the API. cmd/sluice runs one App; tests
+// run several.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/ingest/forward"
+	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/queue"
+	"github.com/sluicelog/sluice/sinks"
+	"github.com/sluicelog/sluice/sinks/file"
+)
+
+// App is one running sluice.
+type App struct {
+	cfg     *config.Config
+	set     component.Settings
+	reg     *prometheus.Registry
+	q       *queue.Queue
+	sinks   []sinks.Sink
+	runners []*sinks.Runner
+	forward *forward.Server
+	api     *api.Server
+	wrap    func(name string, s sinks.Sink) sinks.Sink
+}
+
+// Option changes how an App is built.
+type Option func(*App)
+
+// WithSinkWrapper wraps every sink as it is built: tests use it to pause or
+// fail a sink; it could also add instrumentation.
+func WithSinkWrapper(wrap func(name string, s sinks.Sink) sinks.Sink) Option {
+	return func(a *App) { a.wrap = wrap }
+}
+
+// New builds the pieces without starting them. cfg must be validated.
+// set.Registerer is ignored: the app has its own registry, served at /metrics.
+func New(cfg *config.Config, set component.Settings, opts ...Option) *App {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	set.Registerer = reg
+	a := &App{cfg: cfg, set: set.Defaults(), reg: reg}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Start opens the queue, creates every sink's consumer (before any ingest,
+// so that no message is published with nobody interested), starts the
+// runners, then the listeners. On error everything started is stopped.
+func (a *App) Start(ctx context.Context) (err error) {
+	log := a.set.Logger
+	defer func() {
+		if err != nil {
+			a.Kill()
+		}
+	}()
+	if a.q, err = queue.Open(ctx, a.cfg.NATS, a.set); err != nil {
+		return err
+	}
+	for _, sc := range a.cfg.Sinks {
+		sink, err := a.newSink(sc)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		if a.wrap != nil {
+			sink = a.wrap(sc.Name, sink)
+		}
+		a.sinks = append(a.sinks, sink)
+		cons, err := a.q.Consumer(ctx, sc.Name, queue.ConsumerConfig{MaxAckPending: sc.MaxAckPending, AckWait: sc.AckWait})
+		if err != nil {
+			return err
+		}
+		r := sinks.NewRunner(sc.Name, sink, cons, sinks.RunnerConfig{
+			MaxMessages: sc.Batch.MaxMessages, MaxBytes: int(sc.Batch.MaxBytes), Linger: sc.Batch.Linger,
+			BufferBytes: max(64<<20, 4*a.q.MaxMessageBytes()),
+		}, a.set)
+		if err := r.Start(); err != nil {
+			return err
+		}
+		a.runners = append(a.runners, r)
+	}
+	a.forward = forward.New(a.cfg.Forward, a.q, a.set)
+	if err := a.forward.Start(ctx); err != nil {
+		return err
+	}
+	a.api = api.New(a.cfg.API, a.reg, []api.Check{
+		{Name: "jetstream", Check: a.q.Healthy},
+	}, a.set)
+	if err := a.api.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("sluice started", "config", a.cfg.Summary())
+	return nil
+}
+
+func (a *App) newSink(sc config.SinkConfig) (sinks.Sink, error) {
+	switch {
+	case sc.File != nil:
+		return file.New(*sc.File, sc.Name, a.set.Logger.With("sink", sc.Name), a.set.Now)
+	}
+	return nil, errors.New("no destination configured")
+}
+
+// ForwardAddr is the bound Forward listener address.
+func (a *App) ForwardAddr() net.Addr { return a.forward.Addr() }
+
+// APIAddr is the bound API address.
+func (a *App) APIAddr() net.Addr { return a.api.Addr() }
+
+// Registry is the app's metrics registry.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Queue is the app's queue.
+func (a *App) Queue() *queue.Queue { return a.q }
+
+// Shutdown stops in order: stop accepting and finish the chunks in flight
+// (stored and acknowledged), stop the sinks' runners after they wrote and
+// acknowledged what they hold, close the sinks, then the API, then JetStream.
+// Each step gets what is left of ctx; errors are joined.
+func (a *App) Shutdown(ctx context.Context) error {
+	var errs []error
+	if a.forward != nil {
+		errs = append(errs, a.forward.Shutdown(ctx))
+	}
+	for _, r := range a.runners {
+		errs = append(errs, r.Shutdown(ctx))
+	}
+	for _, s := range a.sinks {
+		errs = append(errs, s.Close(ctx))
+	}
+	if a.api != nil {
+		errs = append(errs, a.api.Shutdown(ctx))
+	}
+	if a.q != nil {
+		a.q.Close()
+	}
+	a.set.Logger.Info("sluice stopped")
+	return errors.Join(errs...)
+}
+
+// Kill stops everything at once without draining, as a crash would: nothing
+// in flight is acknowledged, nothing pulled is written.
+func (a *App) Kill() {
+	if a.forward != nil {
+		a.forward.Close()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, r := range a.runners {
+		_ = r.Shutdown(ctx)
+	}
+	for _, s := range a.sinks {
+		_ = s.Close(ctx)
+	}
+	if a.api != nil {
+		_ = a.api.Shutdown(ctx)
+	}
+	if a.q != nil {
+		a.q.Close()
+	}
+}
+
+// NewLogger builds the process logger from the log configuration.
+func NewLogger(c config.LogConfig, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,292 @@
+// Package config loads sluice's configuration: one YAML file with ${ENV}
+// expansion, where every value has a default and validation errors name the
+// field path (e.g. `sinks[1].file.path: must not be empty`).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/ingest/forward"
+	"github.com/sluicelog/sluice/internal/units"
+	"github.com/sluicelog/sluice/queue"
+	"github.com/sluicelog/sluice/sinks/file"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	Log     LogConfig      `yaml:"log"`
+	NATS    queue.Config   `yaml:"nats"`
+	Forward forward.Config `yaml:"forward"`
+	API     api.Config     `yaml:"api"`
+	Sinks   []SinkConfig   `yaml:"sinks"`
+	// ShutdownTimeout bounds the orderly shutdown on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// LogConfig configures sluice's own logs.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// SinkConfig is one destination. Exactly one destination block is set.
+type SinkConfig struct {
+	// Name identifies the sink (its consumer is sink_<name>); it defaults to
+	// the destination type.
+	Name string `yaml:"name"`
+	// Batch bounds the batches handed to the sink.
+	Batch BatchConfig `yaml:"batch"`
+	// MaxAckPending bounds the queue messages delivered to the sink and not
+	// yet acknowledged.
+	MaxAckPending int `yaml:"max_ack_pending"`
+	// AckWait is how long a delivered message may stay unacknowledged before
+	// it is redelivered.
+	AckWait time.Duration `yaml:"ack_wait"`
+
+	File *file.Config `yaml:"file"`
+}
+
+// BatchConfig bounds a sink batch.
+type BatchConfig struct {
+	MaxMessages int            `yaml:"max_messages"`
+	MaxBytes    units.ByteSize `yaml:"max_bytes"`
+	Linger      time.Duration  `yaml:"linger"`
+}
+
+// Type returns the destination type of the sink, "" when none is set.
+func (s *SinkConfig) Type() string {
+	if s.File != nil {
+		return "file"
+	}
+	return ""
+}
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	c := &Config{}
+	c.SetDefaults()
+	return c
+}
+
+// SetDefaults fills every zero value.
+func (c *Config) SetDefaults() {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	c.NATS.SetDefaults()
+	c.Forward.SetDefaults()
+	c.API.SetDefaults()
+	if c.Sinks == nil {
+		c.Sinks = []SinkConfig{{File: &file.Config{}}}
+	}
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		if s.Name == "" {
+			s.Name = s.Type()
+		}
+		if s.File != nil {
+			s.File.SetDefaults()
+		}
+		if s.Batch.MaxMessages == 0 {
+			s.Batch.MaxMessages = 64
+		}
+		if s.Batch.MaxBytes == 0 {
+			s.Batch.MaxBytes = 16 << 20
+		}
+		if s.Batch.Linger == 0 {
+			s.Batch.Linger = 5 * time.Millisecond
+		}
+		if s.MaxAckPending == 0 {
+			s.MaxAckPending = 256
+		}
+		if s.AckWait == 0 {
+			s.AckWait = 30 * time.Second
+		}
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+}
+
+// Validate checks everything and returns every problem, each prefixed with
+// its field path.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(path string, err error) { errs = append(errs, prefixed(path, err)...) }
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", fmt.Errorf("%q is not one of text, json", c.Log.Format))
+	}
+	add("nats", c.NATS.Validate())
+	add("forward", c.Forward.Validate())
+	add("api", c.API.Validate())
+	if len(c.Sinks) == 0 {
+		add("sinks", errors.New("at least one sink is required (with none, nothing would keep the logs)"))
+	}
+	names := map[string]int{}
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		path := fmt.Sprintf("sinks[%d]", i)
+		if s.Type() == "" {
+			add(path, errors.New("no destination: set one of file"))
+		}
+		switch {
+		case s.Name == "":
+			add(path+".name", errors.New("must not be empty"))
+		case !validName(s.Name):
+			add(path+".name", fmt.Errorf("%q must be letters, digits, '_' or '-'", s.Name))
+		default:
+			if j, dup := names[s.Name]; dup {
+				add(path+".name", fmt.Errorf("%q is already the name of sinks[%d]", s.Name, j))
+			}
+			names[s.Name] = i
+		}
+		if s.File != nil {
+			add(path+".file", s.File.Validate())
+		}
+		if s.Batch.MaxMessages < 1 {
+			add(path+".batch.max_messages", errors.New("must be positive"))
+		}
+		if s.Batch.MaxBytes < 1<<10 {
+			add(path+".batch.max_bytes", errors.New("must be at least 1KiB"))
+		}
+		if s.Batch.Linger < 0 {
+			add(path+".batch.linger", errors.New("must not be negative"))
+		}
+		if s.MaxAckPending < 1 {
+			add(path+".max_ack_pending", errors.New("must be positive"))
+		}
+		if s.AckWait < time.Second {
+			add(path+".ack_wait", errors.New("must be at least 1s"))
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout", errors.New("must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// prefixed splits a joined error and prefixes each part with path.
+func prefixed(path string, err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, prefixed(path, e)...)
+		}
+		return out
+	}
+	return []error{fmt.Errorf("%s.%w", path, err)}
+}
+
+// Load reads the file at path (an empty path means the defaults), expands
+// ${ENV} references, fills defaults and validates.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		c := Default()
+		return c, c.Validate()
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(raw, os.LookupEnv)
+}
+
+// Parse expands, decodes, defaults and validates a YAML document. Unknown
+// fields are errors.
+func Parse(raw []byte, lookup func(string) (string, bool)) (*Config, error) {
+	expanded, err := Expand(raw, lookup)
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: invalid:\n%w", err)
+	}
+	return c, nil
+}
+
+var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// Expand replaces ${VAR} with the variable's value and ${VAR:-default} with
+// the value or, when VAR is unset or empty, the default; $$ is a literal $.
+// A ${VAR} that is unset is an error naming the line, so that a typo does not
+// silently become an empty setting. Other $ signs are left alone.
+func Expand(raw []byte, lookup func(string) (string, bool)) ([]byte, error) {
+	var errs []error
+	lines := bytes.SplitAfter(raw, []byte("\n"))
+	for i, line := range lines {
+		lines[i] = envRef.ReplaceAllFunc(line, func(m []byte) []byte {
+			if string(m) == "$$" {
+				return []byte("$")
+			}
+			sub := envRef.FindSubmatch(m)
+			name := string(sub[1])
+			v, ok := lookup(name)
+			if sub[2] != nil && v == "" {
+				return sub[3]
+			}
+			if !ok {
+				errs = append(errs, fmt.Errorf("config: line %d: environment variable %s is not set (write ${%s:-default} for a default)", i+1, name, name))
+			}
+			return []byte(v)
+		})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return bytes.Join(lines, nil), nil
+}
+
+// Summary is a one-line description of the effective configuration for the
+// start-up log.
+func (c *Config) Summary() string {
+	var sinks []string
+	for _, s := range c.Sinks {
+		sinks = append(sinks, s.Name+"("+s.Type()+")")
+	}
+	nats := "embedded:" + c.NATS.Embedded.StoreDir
+	if c.NATS.URL != "" {
+		nats = c.NATS.URL
+	}
+	return fmt.Sprintf("forward=%s api=%s nats=%s sinks=%s", c.Forward.Listen, c.API.Listen, nats, strings.Join(sinks, ","))
+}

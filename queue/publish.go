@@ -1,0 +1,268 @@
+package queue
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/msgp"
+)
+
+type metrics struct {
+	published   prometheus.Counter
+	publishErrs *prometheus.CounterVec
+	latency     prometheus.Histogram
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_published_messages_total",
+			Help: "Messages stored in the log stream (PubAck received).",
+		}),
+		publishErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_queue_publish_errors_total",
+			Help: "Publishes that failed, by reason.",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sluice_queue_publish_seconds",
+			Help:    "Time from publish to PubAck.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	r.MustRegister(m.published, m.publishErrs, m.latency)
+	return m
+}
+
+// subjectCache maps tags to subjects, computed once per distinct tag. It is
+// bounded: past maxSubjects entries it starts over.
+type subjectCache struct {
+	prefix string
+	mu     sync.RWMutex
+	m      map[string]string
+}
+
+const maxSubjects = 1 << 16
+
+func newSubjectCache(prefix string) *subjectCache {
+	return &subjectCache{prefix: prefix, m: make(map[string]string)}
+}
+
+func (c *subjectCache) get(tag string) string {
+	c.mu.RLock()
+	s, ok := c.m[tag]
+	c.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = Subject(c.prefix, tag)
+	c.mu.Lock()
+	if len(c.m) >= maxSubjects {
+		c.m = make(map[string]string)
+	}
+	c.m[tag] = s
+	c.mu.Unlock()
+	return s
+}
+
+// ErrEntryTooLarge means one entry alone is above the message size limit.
+var ErrEntryTooLarge = errors.New("queue: one entry is larger than the message size limit")
+
+// MsgID returns the deduplication id of a message: the forwarder's chunk id
+// scoped by a digest of the tag and the payload, so that a forwarder that
+// resends a chunk is deduplicated while one that reuses an id for other data
+// never loses any. Without a chunk id every publish is unique.
+func MsgID(chunkID, tag string, entries []byte) string {
+	if chunkID == "" {
+		return nuid.Next()
+	}
+	h := xxhash.New()
+	_, _ = h.WriteString(tag)
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write(entries)
+	var sum [8]byte
+	return chunkID + "~" + hex.EncodeToString(h.Sum(sum[:0]))
+}
+
+// Publish starts storing c in the stream and returns at once, unless too many
+// publishes await their PubAck, when it blocks (up to the publish timeout).
+// The returned Pending reports when every message of the chunk is stored.
+// c.Entries must stay unchanged until then. Publishing the same chunk again
+// after a failure is safe: the message ids deduplicate it.
+func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
+	parts, err := q.split(c.Entries, c.Count)
+	if err != nil {
+		return nil, err
+	}
+	p := &pending{q: q, start: time.Now(), futs: make([]jetstream.PubAckFuture, 0, len(parts))}
+	subject := q.subjectFor.get(c.Tag)
+	for i, part := range parts {
+		h := nats.Header{
+			HeaderTag:      []string{c.Tag},
+			HeaderCount:    []string{strconv.Itoa(part.count)},
+			HeaderEncoding: []string{chunk.Encoding},
+		}
+		id := c.ID
+		if id != "" {
+			h[HeaderChunkID] = []string{c.ID}
+			if len(parts) > 1 {
+				id += "/" + strconv.Itoa(i)
+			}
+		}
+		h[jetstream.MsgIDHeader] = []string{MsgID(id, c.Tag, part.data)}
+		f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: part.data},
+			jetstream.WithExpectStream(q.cfg.Stream.Name))
+		if err != nil {
+			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
+			return nil, fmt.Errorf("queue: publish: %w", err)
+		}
+		p.futs = append(p.futs, f)
+	}
+	return p, nil
+}
+
+type part struct {
+	data  []byte
+	count int
+}
+
+// split cuts entries at entry boundaries into parts below the message size.
+func (q *Queue) split(entries []byte, count int) ([]part, error) {
+	if len(entries) <= q.maxMsg {
+		return []part{{entries, count}}, nil
+	}
+	var parts []part
+	start, n := 0, 0
+	for off := 0; off < len(entries); {
+		next, err := msgp.Skip(entries, off)
+		if err != nil {
+			return nil, fmt.Errorf("queue: split chunk: %w", err)
+		}
+		if next-off > q.maxMsg {
+			return nil, ErrEntryTooLarge
+		}
+		if next-start > q.maxMsg {
+			parts = append(parts, part{entries[start:off], n})
+			start, n = off, 0
+		}
+		off = next
+		n++
+	}
+	return append(parts, part{entries[start:], n}), nil
+}
+
+type pending struct {
+	q     *Queue
+	start time.Time
+	futs  []jetstream.PubAckFuture
+}
+
+// Wait waits for the PubAck of every message of the chunk.
+func (p *pending) Wait(ctx context.Context) error {
+	for _, f := range p.futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			p.q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
+			return fmt.Errorf("queue: store chunk: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	p.q.metrics.published.Add(float64(len(p.futs)))
+	p.q.metrics.latency.Observe(time.Since(p.start).Seconds())
+	return nil
+}
+
+// errCodeStoreFailed is nats-server's JSStreamStoreFailedF, returned when the
+// stream is full (discard-new) or the store cannot write.
+const errCodeStoreFailed = 10077
+
+// errReason names a publish error for the metrics.
+func errReason(err error) string {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed:
+		// e.g. "maximum bytes exceeded": the stream is full
+		return "store_failed"
+	case errors.As(err, &apiErr):
+		if apiErr.Code == 503 {
+			return "unavailable"
+		}
+		return "api_" + strconv.Itoa(int(apiErr.ErrorCode))
+	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+		return "stalled"
+	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout):
+		return "timeout"
+	case errors.Is(err, nats.ErrNoResponders):
+		return "no_responders"
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
+		return "closed"
+	}
+	return "other"
+}
+
+// ChunkFromMsg rebuilds the chunk a message carries. The chunk's Entries
+// alias the message data.
+func ChunkFromMsg(m jetstream.Msg) (*chunk.Chunk, error) {
+	h := m.Headers()
+	if enc := h.Get(HeaderEncoding); enc != chunk.Encoding {
+		return nil, fmt.Errorf("queue: message has encoding %q, want %q", enc, chunk.Encoding)
+	}
+	count, err := strconv.Atoi(h.Get(HeaderCount))
+	if err != nil || count < 0 {
+		return nil, fmt.Errorf("queue: message has a bad %s header %q", HeaderCount, h.Get(HeaderCount))
+	}
+	return &chunk.Chunk{Tag: h.Get(HeaderTag), ID: h.Get(HeaderChunkID), Count: count, Entries: m.Data()}, nil
+}
+
+// ConsumerConfig configures a sink's durable consumer.
+type ConsumerConfig struct {
+	// MaxAckPending bounds the messages delivered and not yet acknowledged.
+	MaxAckPending int
+	// AckWait is how long a delivered message may stay unacknowledged before
+	// JetStream redelivers it.
+	AckWait time.Duration
+}
+
+// ConsumerName returns the durable consumer name of a sink.
+func ConsumerName(sink string) string { return "sink_" + sink }
+
+// Consumer creates or updates the durable pull consumer of a sink. It must
+// exist before ingest starts: with interest retention, messages published
+// while no consumer exists are not kept.
+func (q *Queue) Consumer(ctx context.Context, sink string, cc ConsumerConfig) (jetstream.Consumer, error) {
+	if cc.MaxAckPending <= 0 {
+		cc.MaxAckPending = 256
+	}
+	if cc.AckWait <= 0 {
+		cc.AckWait = 30 * time.Second
+	}
+	c, err := q.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream.Name, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(sink),
+		Description:   "sluice sink " + sink,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cc.AckWait,
+		MaxAckPending: cc.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: q.cfg.Stream.SubjectPrefix + ".>",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: consumer for sink %s: %w", sink, err)
+	}
+	return c, nil
+}
+
+// MaxMessageBytes is the largest message payload the queue publishes.
+func (q *Queue) MaxMessageBytes() int { return q.maxMsg }
