@@ -125,7 +125,7 @@ func (c *Config) Validate() error {
 		add("embedded.store_dir", "must not be empty")
 	}
 	if c.Embedded.MaxPayload < 64<<10 || c.Embedded.MaxPayload > 64<<20 {
-		add("embedded.max_payload", "must be between 64KiB and 64MiB")
+		add("embedded.max_payload", "must be between 64KiB and 64MiB (messages use at most 16MiB of it)")
 	}
 	if !validToken(c.Stream.Name) {
 		add("stream.name", "must be letters, digits, '_' or '-'")
@@ -165,6 +165,9 @@ func validToken(s string) bool {
 	}
 	return true
 }
+
+// maxMessageBytes caps the size of one message, whatever the server allows.
+const maxMessageBytes = 16 << 20
 
 // Queue is an open connection to JetStream with the log stream in place.
 type Queue struct {
@@ -212,8 +215,10 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 		return nil, fmt.Errorf("queue: connect to nats: %w", err)
 	}
 	q.nc = nc
-	// Headers and the largest subject leave this much room below max_payload.
-	q.maxMsg = int(nc.MaxPayload()) - 8<<10
+	// Headers and the largest subject leave room below max_payload; messages
+	// stay at most maxMessageBytes so that a sink's pull-ahead buffer holds
+	// several of them within the client's 64MB pending limit.
+	q.maxMsg = int(min(nc.MaxPayload(), maxMessageBytes)) - 8<<10
 	q.js, err = jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(cfg.MaxPendingPublishes),
 		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout))

@@ -2,7 +2,6 @@ package sinks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -24,7 +23,9 @@ type RunnerConfig struct {
 	MaxBytes int
 	// Linger is how long a batch waits for more messages once one arrived.
 	Linger time.Duration
-	// BufferBytes bounds the messages pulled ahead of the sink.
+	// BufferBytes bounds the messages pulled ahead of the sink. It must hold
+	// at least one message of the largest size and stay well below the NATS
+	// client's pending limit (64MB).
 	BufferBytes int
 }
 
@@ -39,7 +40,7 @@ func (c *RunnerConfig) setDefaults() {
 		c.Linger = 5 * time.Millisecond
 	}
 	if c.BufferBytes <= 0 {
-		c.BufferBytes = 64 << 20
+		c.BufferBytes = 32 << 20
 	}
 }
 
@@ -63,8 +64,9 @@ type Runner struct {
 	log  *slog.Logger
 	m    runnerMetrics
 
-	stop     context.CancelFunc // stops pulling
-	hard     context.Context    // ends retries
+	cc       jetstream.ConsumeContext
+	msgs     chan jetstream.Msg // from the consume callback to run
+	hard     context.Context    // ends waits and retries
 	hardStop context.CancelFunc
 	done     chan struct{}
 	once     sync.Once
@@ -89,31 +91,45 @@ func NewRunner(name string, sink Sink, cons jetstream.Consumer, cfg RunnerConfig
 	set.Registerer.MustRegister(m.records, m.messages, m.errors, h)
 	hard, hardStop := context.WithCancel(context.Background())
 	return &Runner{name: name, sink: sink, cons: cons, cfg: cfg, log: set.Logger.With("sink", name), m: m,
-		hard: hard, hardStop: hardStop, done: make(chan struct{})}
+		msgs: make(chan jetstream.Msg, cfg.MaxMessages), hard: hard, hardStop: hardStop, done: make(chan struct{})}
 }
 
 // Start begins pulling and writing in the background.
 func (r *Runner) Start() error {
-	it, err := r.cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*r.cfg.MaxMessages, r.cfg.BufferBytes))
+	cc, err := r.cons.Consume(r.receive,
+		jetstream.PullMaxMessagesWithBytesLimit(r.cfg.MaxMessages, r.cfg.BufferBytes),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if r.hard.Err() == nil {
+				r.log.Warn("pulling messages", "err", err)
+			}
+		}))
 	if err != nil {
 		return fmt.Errorf("sink %s: %w", r.name, err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	r.stop = stop
-	go r.run(ctx, it)
+	r.cc = cc
+	go r.run()
 	return nil
 }
 
-// Shutdown stops pulling, writes and acknowledges the batch in hand, and
-// returns. If ctx ends first the batch is abandoned (JetStream redelivers it).
-// It does not close the sink.
+// receive is the consume callback. It blocks while run is busy, which holds
+// further pulls: the pull-ahead stays bounded.
+func (r *Runner) receive(m jetstream.Msg) {
+	select {
+	case r.msgs <- m:
+	case <-r.hard.Done(): // abandoned: JetStream redelivers it
+	}
+}
+
+// Shutdown stops pulling, writes and acknowledges what was pulled, and
+// returns. If ctx ends first the rest is abandoned (JetStream redelivers it).
+// It does not close the sink. It is safe to call more than once.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	r.once.Do(func() {
-		if r.stop != nil {
-			r.stop()
-		} else {
+		if r.cc == nil {
 			close(r.done)
+			return
 		}
+		r.cc.Drain()
 	})
 	select {
 	case <-r.done:
@@ -125,46 +141,50 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	}
 }
 
-func (r *Runner) run(ctx context.Context, it jetstream.MessagesContext) {
+func (r *Runner) run() {
 	defer close(r.done)
 	defer r.hardStop()
-	defer it.Stop()
-	var batch []jetstream.Msg
-	closed := false
-	next := func(opt jetstream.NextOpt) bool {
-		msg, err := it.Next(opt)
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				closed = true
-				if ctx.Err() == nil {
-					r.log.Error("consumer iterator closed", "err", err)
+	closed := r.cc.Closed()
+	batch := make([]jetstream.Msg, 0, r.cfg.MaxMessages)
+	linger := time.NewTimer(time.Hour)
+	defer linger.Stop()
+	for {
+		select {
+		case m := <-r.msgs:
+			batch = append(batch[:0], m)
+		case <-closed:
+			// Drained: every message pulled is in r.msgs now.
+			for len(r.msgs) > 0 && r.hard.Err() == nil {
+				batch = batch[:0]
+				for len(batch) < r.cfg.MaxMessages && len(r.msgs) > 0 {
+					batch = append(batch, <-r.msgs)
 				}
-			} else if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-				r.log.Warn("pulling messages", "err", err)
+				r.deliver(batch)
 			}
-			return false
+			return
+		case <-r.hard.Done():
+			return
 		}
-		batch = append(batch[:0], msg)
-		size := len(msg.Data())
+		size := len(batch[0].Data())
+		linger.Reset(r.cfg.Linger)
+	fill:
 		for len(batch) < r.cfg.MaxMessages && size < r.cfg.MaxBytes {
-			msg, err := it.Next(jetstream.NextMaxWait(r.cfg.Linger))
-			if err != nil {
-				break
+			select {
+			case m := <-r.msgs:
+				batch = append(batch, m)
+				size += len(m.Data())
+			case <-linger.C:
+				break fill
 			}
-			batch = append(batch, msg)
-			size += len(msg.Data())
+		}
+		if !linger.Stop() {
+			select {
+			case <-linger.C:
+			default:
+			}
 		}
 		r.deliver(batch)
 		clear(batch)
-		return true
-	}
-	for ctx.Err() == nil && !closed {
-		next(jetstream.NextContext(ctx))
-	}
-	// Stopping: write what was already pulled instead of leaving it to be
-	// redelivered after AckWait.
-	it.Drain()
-	for !closed && r.hard.Err() == nil && next(jetstream.NextContext(r.hard)) {
 	}
 }
 

@@ -85,7 +85,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		r := sinks.NewRunner(sc.Name, sink, cons, sinks.RunnerConfig{
 			MaxMessages: sc.Batch.MaxMessages, MaxBytes: int(sc.Batch.MaxBytes), Linger: sc.Batch.Linger,
-			BufferBytes: max(64<<20, 4*a.q.MaxMessageBytes()),
+			BufferBytes: max(32<<20, 2*a.q.MaxMessageBytes()),
 		}, a.set)
 		if err := r.Start(); err != nil {
 			return err

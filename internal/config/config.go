@@ -127,7 +127,10 @@ func (c *Config) SetDefaults() {
 // its field path.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(path string, err error) { errs = append(errs, prefixed(path, err)...) }
+	// add records a problem of the field at path itself; sub the errors of a
+	// nested configuration, whose texts start with their own field names.
+	add := func(path string, err error) { errs = append(errs, fmt.Errorf("%s: %w", path, err)) }
+	sub := func(path string, err error) { errs = append(errs, prefixed(path, err)...) }
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -138,9 +141,9 @@ func (c *Config) Validate() error {
 	default:
 		add("log.format", fmt.Errorf("%q is not one of text, json", c.Log.Format))
 	}
-	add("nats", c.NATS.Validate())
-	add("forward", c.Forward.Validate())
-	add("api", c.API.Validate())
+	sub("nats", c.NATS.Validate())
+	sub("forward", c.Forward.Validate())
+	sub("api", c.API.Validate())
 	if len(c.Sinks) == 0 {
 		add("sinks", errors.New("at least one sink is required (with none, nothing would keep the logs)"))
 	}
@@ -163,7 +166,7 @@ func (c *Config) Validate() error {
 			names[s.Name] = i
 		}
 		if s.File != nil {
-			add(path+".file", s.File.Validate())
+			sub(path+".file", s.File.Validate())
 		}
 		if s.Batch.MaxMessages < 1 {
 			add(path+".batch.max_messages", errors.New("must be positive"))

@@ -51,6 +51,7 @@ import (
 
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/jsonl"
+	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/sinks"
 )
 
@@ -82,7 +83,7 @@ type Config struct {
 	// Prefix starts each file name.
 	Prefix string `yaml:"prefix"`
 	// MaxFileBytes is the size above which the sink moves to a new file.
-	MaxFileBytes int64 `yaml:"max_file_bytes"`
+	MaxFileBytes units.ByteSize `yaml:"max_file_bytes"`
 	// TimeKey names the event time in each line; "-" leaves it out.
 	TimeKey string `yaml:"time_key"`
 	// TagKey names the tag in each line; "-" leaves it out.
@@ -218,7 +219,7 @@ func (s *Sink) Write(ctx context.Context, batch []*chunk.Chunk) error {
 	}
 
 	hour := s.now().UTC().Truncate(time.Hour)
-	if s.f != nil && (!hour.Equal(s.hour) || s.size > 0 && s.size+int64(len(buf)) > s.cfg.MaxFileBytes) {
+	if s.f != nil && (!hour.Equal(s.hour) || s.size > 0 && s.size+int64(len(buf)) > int64(s.cfg.MaxFileBytes)) {
 		s.closeFile()
 	}
 	if s.f == nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/msgp"
+	"github.com/sluicelog/sluice/internal/units"
 )
 
 func TestMain(m *testing.M) {
@@ -286,7 +287,7 @@ func TestRollBySize(t *testing.T) {
 	lineLen := int64(len(lines(t, filepath.Join(probe.cfg.Path, "sluice-probe-20261122-07-000000.ndjson"))[0]) + 1)
 
 	// Three lines fit in a file, four do not.
-	s := newSink(t, Config{Path: dir, MaxFileBytes: 3*lineLen + lineLen/2}, "out", newClock())
+	s := newSink(t, Config{Path: dir, MaxFileBytes: units.ByteSize(3*lineLen + lineLen/2)}, "out", newClock())
 	for i := 0; i < 7; i++ {
 		write(t, s, one)
 	}

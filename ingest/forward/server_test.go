@@ -1,0 +1,478 @@
+package forward
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/internal/msgp"
+	"github.com/sluicelog/sluice/internal/units"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// memPub is an in-memory Publisher: it keeps copies of the chunks it
+// stores, can refuse the first publishes, and can hold every Wait.
+type memPub struct {
+	mu     sync.Mutex
+	chunks []chunk.Chunk
+	calls  int
+	refuse int           // refuse this many publishes (as a full stream would)
+	hold   chan struct{} // when set, Wait blocks until it is closed
+}
+
+type memPending struct {
+	err  error
+	hold chan struct{}
+}
+
+func (p memPending) Wait(ctx context.Context) error {
+	if p.hold != nil {
+		select {
+		case <-p.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return p.err
+}
+
+func (m *memPub) Publish(c *chunk.Chunk) (chunk.Pending, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.refuse > 0 {
+		m.refuse--
+		return memPending{err: errors.New("maximum bytes exceeded")}, nil
+	}
+	cp := *c
+	cp.Entries = append([]byte(nil), c.Entries...)
+	m.chunks = append(m.chunks, cp)
+	return memPending{hold: m.hold}, nil
+}
+
+func (m *memPub) stored() []chunk.Chunk {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]chunk.Chunk(nil), m.chunks...)
+}
+
+func (m *memPub) records() int {
+	n := 0
+	for _, c := range m.stored() {
+		n += c.Count
+	}
+	return n
+}
+
+func startServer(t *testing.T, pub Publisher, edit func(*Config)) (*Server, *prometheus.Registry) {
+	t.Helper()
+	cfg := Config{Listen: "127.0.0.1:0"}
+	if edit != nil {
+		edit(&cfg)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s := New(cfg, pub, component.Settings{Registerer: reg})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return s, reg
+}
+
+func dial(t *testing.T, s *Server) *forwardtest.Conn {
+	t.Helper()
+	c, err := forwardtest.Dial(s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func entries(from, n int) []byte {
+	var p []byte
+	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
+	for i := from; i < from+n; i++ {
+		p = append(p, forwardtest.Entry(t0.Add(time.Duration(i)*time.Second), map[string]any{"seq": i, "log": "hello"})...)
+	}
+	return p
+}
+
+// forwardMode encodes [tag, [[time, record], ...]] with n entries.
+func forwardMode(tag string, n int) []byte {
+	b := msgp.AppendArrayHeader(nil, 2)
+	b = msgp.AppendStr(b, tag)
+	b = msgp.AppendArrayHeader(b, n)
+	return append(b, entries(0, n)...)
+}
+
+// waitClosed reads until the server closes the connection.
+func waitClosed(t *testing.T, c *forwardtest.Conn) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("connection not closed by the server: %v", err)
+	}
+}
+
+func rejected(reg *prometheus.Registry, reason string) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_ingest_rejected_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func gz(p []byte) []byte {
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	_, _ = w.Write(p)
+	_ = w.Close()
+	return b.Bytes()
+}
+
+// TestBadInputClosesOnlyThatConnection sends each kind of bad input on its
+// own connection while another connection keeps sending good chunks.
+func TestBadInputClosesOnlyThatConnection(t *testing.T) {
+	pub := &memPub{}
+	s, reg := startServer(t, pub, func(c *Config) {
+		c.MaxChunkBytes = 64 << 10
+		c.MaxDecompressedBytes = 256 << 10
+	})
+	good := dial(t, s)
+	goodSent := 0
+	sendGood := func() {
+		t.Helper()
+		id := fmt.Sprintf("good-%d", goodSent)
+		if err := good.SendAck(forwardtest.Packed("ok", entries(goodSent, 1), forwardtest.Options{Chunk: id}), id, 10*time.Second); err != nil {
+			t.Fatalf("good connection: %v", err)
+		}
+		goodSent++
+	}
+	sendGood()
+
+	str := func(s string) []byte { return msgp.AppendStr(nil, s) }
+	arr := func(parts ...[]byte) []byte {
+		b := msgp.AppendArrayHeader(nil, len(parts))
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	opt := func(k string, v []byte) []byte { return append(msgp.AppendStr(msgp.AppendMapHeader(nil, 1), k), v...) }
+	entry := entries(0, 1)
+	rec := entry[1+10:] // after the array header and the EventTime
+	evTime := entry[1 : 1+10]
+	bomb := gz(make([]byte, 4<<20))
+	cases := []struct {
+		name   string
+		input  []byte
+		reason string
+	}{
+		{"truncated value", forwardtest.Packed("t", entries(0, 3), forwardtest.Options{})[:40], ReasonTruncated},
+		{"event not an array", str("hello"), ReasonType},
+		{"event of one element", arr(str("t")), ReasonType},
+		{"event of five elements", arr(str("t"), evTime, rec, opt("a", str("b")), str("x")), ReasonType},
+		{"tag is an int", arr([]byte{0x05}, msgp.AppendBin(nil, entry)), ReasonTag},
+		{"tag is bin", arr(msgp.AppendBin(nil, []byte("t")), msgp.AppendBin(nil, entry)), ReasonTag},
+		{"tag is nil", arr([]byte{0xc0}, msgp.AppendBin(nil, entry)), ReasonTag},
+		{"tag is empty", arr(str(""), msgp.AppendBin(nil, entry)), ReasonTag},
+		{"second element is a map", arr(str("t"), rec), ReasonType},
+		{"second element is nil", arr(str("t"), []byte{0xc0}), ReasonType},
+		{"entry is not an array", arr(str("t"), msgp.AppendBin(nil, rec)), ReasonEntry},
+		{"entry of three elements", arr(str("t"), msgp.AppendBin(nil, arr(evTime, rec, rec))), ReasonEntry},
+		{"time is a string", arr(str("t"), str("now"), rec), ReasonType},
+		{"time is a string in an entry", arr(str("t"), msgp.AppendBin(nil, arr(str("now"), rec))), ReasonTime},
+		{"time is ext 5", arr(str("t"), msgp.AppendBin(nil, arr([]byte{0xd7, 5, 0, 0, 0, 1, 0, 0, 0, 0}, rec))), ReasonTime},
+		{"record is a string", arr(str("t"), evTime, str("rec")), ReasonRecord},
+		{"record is an array in forward mode", arr(str("t"), arr(arr(evTime, arr()))), ReasonRecord},
+		{"option is a string", arr(str("t"), msgp.AppendBin(nil, entry), str("opt")), ReasonOption},
+		{"chunk option is an int", arr(str("t"), msgp.AppendBin(nil, entry), opt("chunk", []byte{0x01})), ReasonOption},
+		{"compressed option is an int", arr(str("t"), msgp.AppendBin(nil, entry), opt("compressed", []byte{0x01})), ReasonOption},
+		{"unknown compressed value", arr(str("t"), msgp.AppendBin(nil, gz(entry)), opt("compressed", str("lz4"))), ReasonCompression},
+		{"corrupt gzip", arr(str("t"), msgp.AppendBin(nil, []byte("not gzip at all")), opt("compressed", str("gzip"))), ReasonCompression},
+		{"gzip bomb", arr(str("t"), msgp.AppendBin(nil, bomb), opt("compressed", str("gzip"))), ReasonDecompressMax},
+		{"oversized packed chunk", forwardtest.Packed("t", entries(0, 5000), forwardtest.Options{}), ReasonTooLarge},
+		{"oversized forward chunk", forwardMode("t", 5000), ReasonTooLarge},
+		{"garbage bytes", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), ReasonType},
+		{"never-used byte", []byte{0xc1, 0xc1, 0xc1}, ReasonMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := pub.records()
+			bad := dial(t, s)
+			if _, err := bad.Write(tc.input); err != nil {
+				t.Fatal(err)
+			}
+			if tc.reason == ReasonTruncated {
+				_ = bad.Conn.(*net.TCPConn).CloseWrite()
+			}
+			waitClosed(t, bad)
+			deadline := time.Now().Add(10 * time.Second)
+			for rejected(reg, tc.reason) < 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("sluice_ingest_rejected_total{reason=%q} not counted", tc.reason)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if got := pub.records(); got != before {
+				t.Fatalf("bad input enqueued %d records", got-before)
+			}
+			sendGood()
+		})
+	}
+	if got := pub.records(); got != goodSent {
+		t.Fatalf("stored %d records, want the %d good ones", got, goodSent)
+	}
+}
+
+// TestFraming sends one chunk split across many small writes and many
+// chunks in one write.
+func TestFraming(t *testing.T) {
+	pub := &memPub{}
+	s, _ := startServer(t, pub, func(c *Config) { c.ReadBufferBytes = 4 << 10 })
+	c := dial(t, s)
+	c.Conn.(*net.TCPConn).SetNoDelay(true)
+	big := forwardtest.Packed("split", entries(0, 500), forwardtest.Options{Chunk: "big"})
+	for off := 0; off < len(big); off += 7 {
+		if _, err := c.Write(big[off:min(off+7, len(big))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if id, err := c.ReadAck(10 * time.Second); err != nil || id != "big" {
+		t.Fatalf("ack %q, %v", id, err)
+	}
+	var many []byte
+	for i := 0; i < 50; i++ {
+		many = append(many, forwardtest.Packed("many", entries(500+i, 1), forwardtest.Options{Chunk: fmt.Sprint(i)})...)
+		many = append(many, 0xc0) // keepalive between chunks
+	}
+	if _, err := c.Write(many); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if id, err := c.ReadAck(10 * time.Second); err != nil || id != fmt.Sprint(i) {
+			t.Fatalf("ack %d: %q, %v", i, id, err)
+		}
+	}
+	got := pub.stored()
+	if len(got) != 51 || got[0].Count != 500 || got[0].Tag != "split" || got[0].ID != "big" {
+		t.Fatalf("stored %d chunks, first %+v", len(got), got[0].Count)
+	}
+	// Every stored entry is the one sent, in order.
+	seq := 0
+	for _, ch := range got {
+		for off := 0; off < len(ch.Entries); seq++ {
+			e, next, err := chunk.ReadEntry(ch.Entries, off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Sec != time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC).Unix()+int64(seq) {
+				t.Fatalf("entry %d has time %d", seq, e.Sec)
+			}
+			off = next
+		}
+	}
+	if seq != 550 {
+		t.Fatalf("%d entries stored, want 550", seq)
+	}
+}
+
+// TestMessageModeIsBatched stores a run of Message-mode events of one tag
+// without chunk ids as one chunk, and a tag change starts another.
+func TestMessageModeIsBatched(t *testing.T) {
+	pub := &memPub{}
+	s, _ := startServer(t, pub, nil)
+	c := dial(t, s)
+	var b []byte
+	t0 := time.Unix(1700000000, 5)
+	for i := 0; i < 100; i++ {
+		b = append(b, forwardtest.Message("a", t0, map[string]any{"i": i}, nil)...)
+	}
+	b = append(b, forwardtest.Message("b", t0, map[string]any{"i": 100}, nil)...)
+	b = append(b, forwardtest.Message("b", t0, map[string]any{"i": 101}, &forwardtest.Options{Chunk: "m"})...)
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := c.ReadAck(10 * time.Second); err != nil || id != "m" {
+		t.Fatalf("ack %q, %v", id, err)
+	}
+	got := pub.stored()
+	total := 0
+	for _, ch := range got {
+		total += ch.Count
+	}
+	if total != 102 || got[len(got)-1].ID != "m" || got[len(got)-1].Count != 1 {
+		t.Fatalf("stored %d records in %d chunks", total, len(got))
+	}
+	if len(got) > 10 {
+		t.Errorf("102 messages stored as %d chunks: not batched", len(got))
+	}
+	for _, ch := range got[:len(got)-2] {
+		if ch.Tag != "a" {
+			t.Errorf("chunk of tag %q mixed into tag a's run", ch.Tag)
+		}
+	}
+}
+
+// TestRefusedChunkIsRetriedBeforeAck makes the publisher refuse a chunk
+// twice; the ack comes only after it was stored, and it was stored once.
+func TestRefusedChunkIsRetriedBeforeAck(t *testing.T) {
+	pub := &memPub{refuse: 2}
+	s, reg := startServer(t, pub, nil)
+	c := dial(t, s)
+	if err := c.SendAck(forwardtest.Packed("t", entries(0, 3), forwardtest.Options{Chunk: "x"}), "x", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := pub.stored(); len(got) != 1 || got[0].Count != 3 {
+		t.Fatalf("stored %v", got)
+	}
+	if n := testutil.ToFloat64(s.m.retries); n != 2 {
+		t.Errorf("retries %v, want 2", n)
+	}
+	_ = reg
+}
+
+// TestNoAckBeforeStored holds the publisher's confirmations: the chunk is
+// handed over but no ack may come; once released, the ack comes.
+func TestNoAckBeforeStored(t *testing.T) {
+	pub := &memPub{hold: make(chan struct{})}
+	s, _ := startServer(t, pub, nil)
+	c := dial(t, s)
+	if _, err := c.Write(forwardtest.Packed("t", entries(0, 1), forwardtest.Options{Chunk: "held"})); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(pub.stored()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("chunk never published")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The acker is blocked in Wait: there is nothing to read.
+	_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if n, _ := c.Read(make([]byte, 16)); n != 0 {
+		t.Fatal("ack sent before the chunk was stored")
+	}
+	close(pub.hold)
+	if id, err := c.ReadAck(10 * time.Second); err != nil || id != "held" {
+		t.Fatalf("ack %q, %v", id, err)
+	}
+}
+
+// TestShutdownAcksWhatWasRead shuts down while a chunk awaits storage: the
+// chunk is acknowledged before the connection closes.
+func TestShutdownAcksWhatWasRead(t *testing.T) {
+	pub := &memPub{hold: make(chan struct{})}
+	cfg := Config{Listen: "127.0.0.1:0"}
+	cfg.SetDefaults()
+	s := New(cfg, pub, component.Settings{})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := forwardtest.Dial(s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(forwardtest.Packed("t", entries(0, 1), forwardtest.Options{Chunk: "last"})); err != nil {
+		t.Fatal(err)
+	}
+	for len(pub.stored()) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	close(pub.hold)
+	if id, err := c.ReadAck(10 * time.Second); err != nil || id != "last" {
+		t.Fatalf("ack %q, %v", id, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forwardtest.Dial(s.Addr().String()); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+}
+
+// TestNonLogSignalIsAckedNotStored acks a metrics chunk without storing it.
+func TestNonLogSignalIsAckedNotStored(t *testing.T) {
+	pub := &memPub{}
+	s, _ := startServer(t, pub, nil)
+	c := dial(t, s)
+	b := msgp.AppendArrayHeader(nil, 3)
+	b = msgp.AppendStr(b, "metrics")
+	b = msgp.AppendBin(b, entries(0, 2))
+	b = msgp.AppendMapHeader(b, 2)
+	b = msgp.AppendStr(msgp.AppendStr(b, "chunk"), "sig")
+	b = append(msgp.AppendStr(b, "fluent_signal"), 0x01)
+	if err := c.SendAck(b, "sig", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pub.stored()); n != 0 {
+		t.Fatalf("stored %d chunks of a metrics signal", n)
+	}
+	if n := testutil.ToFloat64(s.m.dropped.WithLabelValues("signal_1")); n != 2 {
+		t.Fatalf("dropped %v records, want 2", n)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{Listen: "nope", MaxChunkBytes: 10, MaxDecompressedBytes: 5, MaxInflightBytes: 1, MaxInflightChunks: -1,
+		ReadBufferBytes: 1, WriteTimeout: -1}
+	err := c.Validate()
+	for _, field := range []string{"listen:", "max_chunk_bytes:", "max_decompressed_bytes:", "max_inflight_bytes:",
+		"max_inflight_chunks:", "read_buffer_bytes:", "write_timeout:"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("error %v does not name %s", err, field)
+		}
+	}
+	var d Config
+	d.SetDefaults()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	if d.MaxChunkBytes != units.ByteSize(16<<20) || d.Listen != ":24224" || !*d.UDPHeartbeat {
+		t.Fatalf("defaults %+v", d)
+	}
+}

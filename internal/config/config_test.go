@@ -1,0 +1,109 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicelog/sluice/internal/units"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaultsMatchTheEmbeddedSetup(t *testing.T) {
+	c, err := Parse(nil, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.URL != "" || c.NATS.Embedded.StoreDir != "./data/jetstream" {
+		t.Errorf("nats: %+v", c.NATS)
+	}
+	if c.Forward.Listen != ":24224" || c.API.Listen != ":8080" {
+		t.Errorf("listeners %q %q", c.Forward.Listen, c.API.Listen)
+	}
+	if len(c.Sinks) != 1 || c.Sinks[0].Name != "file" || c.Sinks[0].File.Path != "./data/out" {
+		t.Errorf("sinks %+v", c.Sinks)
+	}
+	if c.NATS.Stream.MaxBytes != 10<<30 || c.ShutdownTimeout != 30*time.Second || c.Log.Format != "text" {
+		t.Errorf("defaults %+v", c)
+	}
+}
+
+func TestParseExpandsEnvironment(t *testing.T) {
+	raw := []byte(`
+log: {level: debug, format: json}
+nats:
+  url: ${NATS_URL}
+  stream:
+    max_bytes: ${MAX:-2GiB}
+    max_age: 1h
+forward:
+  listen: "127.0.0.1:${PORT:-24224}"
+sinks:
+  - name: audit
+    file:
+      path: ${OUT}/audit
+      prefix: cost$$5
+      max_file_bytes: 1MiB
+`)
+	c, err := Parse(raw, env(map[string]string{"NATS_URL": "nats://n1:4222", "OUT": "/var/out"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.URL != "nats://n1:4222" || c.NATS.Stream.MaxBytes != units.ByteSize(2<<30) || c.NATS.Stream.MaxAge != time.Hour {
+		t.Errorf("nats %+v", c.NATS)
+	}
+	if c.Forward.Listen != "127.0.0.1:24224" {
+		t.Errorf("forward.listen %q", c.Forward.Listen)
+	}
+	s := c.Sinks[0]
+	if s.Name != "audit" || s.File.Path != "/var/out/audit" || s.File.Prefix != "cost$5" || s.File.MaxFileBytes != 1<<20 {
+		t.Errorf("sink %+v %+v", s, s.File)
+	}
+	if s.File.TimeKey != "@timestamp" || s.AckWait != 30*time.Second {
+		t.Errorf("sink defaults not filled: %+v", s)
+	}
+}
+
+func TestErrorsNameTheField(t *testing.T) {
+	cases := []struct {
+		yaml string
+		want []string
+	}{
+		{"sinks:\n  - file: {}\n  - name: b\n    file: {max_file_bytes: -5}\n", []string{"sinks[1].file.max_file_bytes: must be positive"}},
+		{"sinks:\n  - name: a\n    file: {}\n  - name: a\n    file: {path: /x}\n", []string{"sinks[1].name: \"a\" is already the name of sinks[0]"}},
+		{"sinks:\n  - name: x\n", []string{"sinks[0]: no destination"}},
+		{"sinks: []\n", []string{"sinks: at least one sink is required"}},
+		{"sinks:\n  - name: 'a b'\n    file: {}\n", []string{"sinks[0].name:"}},
+		{"log: {level: loud}\nforward: {listen: nope, max_inflight_chunks: -1}\nnats: {stream: {replicas: 7}}\n",
+			[]string{"log.level:", "forward.listen:", "forward.max_inflight_chunks:", "nats.stream.replicas:"}},
+		{"shutdown_timeout: -1s\napi: {listen: x}\n", []string{"shutdown_timeout:", "api.listen:"}},
+		{"nats: {stream: {max_bytes: lots}}\n", []string{"is not a size"}},
+		{"forwardd: {}\n", []string{"field forwardd not found"}},
+	}
+	for _, tc := range cases {
+		_, err := Parse([]byte(tc.yaml), env(nil))
+		if err == nil {
+			t.Errorf("%q: no error", tc.yaml)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q does not contain %q", tc.yaml, err, w)
+			}
+		}
+	}
+}
+
+func TestUnsetVariableIsAnError(t *testing.T) {
+	_, err := Parse([]byte("log:\n  level: ${LEVEL}\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "LEVEL is not set") {
+		t.Fatalf("error %v", err)
+	}
+	c, err := Parse([]byte("log:\n  level: ${LEVEL:-warn}\n"), env(map[string]string{"LEVEL": ""}))
+	if err != nil || c.Log.Level != "warn" {
+		t.Fatalf("default for an empty variable: %v %v", c, err)
+	}
+}

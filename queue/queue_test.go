@@ -1,0 +1,237 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/internal/units"
+)
+
+func openQueue(t *testing.T, edit func(*Config)) (*Queue, *prometheus.Registry) {
+	t.Helper()
+	cfg := Config{}
+	cfg.Embedded.StoreDir = t.TempDir()
+	if edit != nil {
+		edit(&cfg)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := Open(ctx, cfg, component.Settings{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	return q, reg
+}
+
+func payload(n, size int) []byte {
+	var p []byte
+	for i := 0; i < n; i++ {
+		p = append(p, forwardtest.Entry(time.Unix(int64(1700000000+i), 0), map[string]any{"i": i, "pad": strings.Repeat("p", size)})...)
+	}
+	return p
+}
+
+func publishWait(t *testing.T, q *Queue, c *chunk.Chunk) error {
+	t.Helper()
+	p, err := q.Publish(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return p.Wait(ctx)
+}
+
+// fetchAll reads every message of the stream through a fresh consumer.
+func fetchAll(t *testing.T, q *Queue, sink string) []jetstream.Msg {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := q.Consumer(ctx, sink, ConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for {
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			_ = m.Ack()
+			n++
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+func TestSubjectEscaping(t *testing.T) {
+	cases := map[string]string{
+		"kube.var.log.containers.web-1_shop_nginx-0123abcd.log": "logs.kube.var.log.containers.web-1_shop_nginx-0123abcd.log",
+		"app":           "logs.app",
+		"a b":           "logs.a%20b",
+		"a.*.>":         "logs.a.%2A.%3E",
+		".lead":         "logs.%.lead",
+		"trail.":        "logs.trail.%",
+		"a..b":          "logs.a.%.b",
+		"100%":          "logs.100%25",
+		"ünï":           "logs.%C3%BCn%C3%AF",
+		"path/to:x@y=z": "logs.path%2Fto%3Ax%40y%3Dz",
+	}
+	q, _ := openQueue(t, nil)
+	var chunks []*chunk.Chunk
+	for tag, want := range cases {
+		got := Subject("logs", tag)
+		if got != want {
+			t.Errorf("Subject(%q) = %q, want %q", tag, got, want)
+		}
+		if back := UnescapeTag(strings.TrimPrefix(got, "logs.")); back != tag {
+			t.Errorf("UnescapeTag(%q) = %q, want %q", got, back, tag)
+		}
+		chunks = append(chunks, &chunk.Chunk{Tag: tag, Count: 1, Entries: payload(1, 10)})
+	}
+	// The consumer exists first: with interest retention nothing is kept
+	// for nobody. Every subject must be accepted by a real server.
+	if _, err := q.Consumer(context.Background(), "check", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		if err := publishWait(t, q, c); err != nil {
+			t.Fatalf("tag %q: %v", c.Tag, err)
+		}
+	}
+	msgs := fetchAll(t, q, "check")
+	if len(msgs) != len(cases) {
+		t.Fatalf("%d messages, want %d", len(msgs), len(cases))
+	}
+	for _, m := range msgs {
+		c, err := ChunkFromMsg(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject() != cases[c.Tag] {
+			t.Errorf("tag %q stored on %q", c.Tag, m.Subject())
+		}
+	}
+}
+
+func TestChunkAboveMessageLimitIsSplit(t *testing.T) {
+	q, _ := openQueue(t, func(c *Config) { c.Embedded.MaxPayload = 64 << 10 })
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	p := payload(n, 300) // ~200 KB
+	if err := publishWait(t, q, &chunk.Chunk{Tag: "big", ID: "id1", Count: n, Entries: p}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fetchAll(t, q, "s")
+	if len(msgs) < 4 {
+		t.Fatalf("%d messages for a %d-byte chunk with a 64KiB limit", len(msgs), len(p))
+	}
+	total, next := 0, 0
+	for _, m := range msgs {
+		if len(m.Data()) > q.MaxMessageBytes() {
+			t.Fatalf("message of %d bytes above %d", len(m.Data()), q.MaxMessageBytes())
+		}
+		c, err := ChunkFromMsg(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ID != "id1" || c.Tag != "big" {
+			t.Fatalf("part has id %q tag %q", c.ID, c.Tag)
+		}
+		got := 0
+		for off := 0; off < len(c.Entries); got++ {
+			e, o, err := chunk.ReadEntry(c.Entries, off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Sec != int64(1700000000+next) {
+				t.Fatalf("entry %d out of order (time %d)", next, e.Sec)
+			}
+			next++
+			off = o
+		}
+		if got != c.Count {
+			t.Fatalf("part says %d entries, holds %d", c.Count, got)
+		}
+		total += got
+	}
+	if total != n {
+		t.Fatalf("%d entries in all parts, want %d", total, n)
+	}
+
+	huge := payload(1, 70<<10)
+	if _, err := q.Publish(&chunk.Chunk{Tag: "huge", Count: 1, Entries: huge}); !errors.Is(err, ErrEntryTooLarge) {
+		t.Fatalf("one entry above the limit: %v, want ErrEntryTooLarge", err)
+	}
+}
+
+func TestFullStreamRefuses(t *testing.T) {
+	q, reg := openQueue(t, func(c *Config) { c.Stream.MaxBytes = 1 << 20 })
+	if _, err := q.Consumer(context.Background(), "slow", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	p := payload(100, 1000) // ~100 KB
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		err = publishWait(t, q, &chunk.Chunk{Tag: "t", Count: 100, Entries: p})
+	}
+	if err == nil {
+		t.Fatal("2 MB published into a 1 MiB stream")
+	}
+	if got := testutil.ToFloat64(q.metrics.publishErrs.WithLabelValues("store_failed")); got < 1 {
+		t.Fatalf("refusal not counted as store_failed (%v): %v", got, err)
+	}
+	_ = reg
+}
+
+func TestMsgID(t *testing.T) {
+	a := MsgID("abc", "t", []byte{1, 2, 3})
+	if a != MsgID("abc", "t", []byte{1, 2, 3}) {
+		t.Error("same chunk, different ids")
+	}
+	if a == MsgID("abc", "t", []byte{1, 2, 4}) || a == MsgID("abc", "u", []byte{1, 2, 3}) {
+		t.Error("reused chunk id for other data gives the same message id")
+	}
+	if !strings.HasPrefix(a, "abc~") {
+		t.Errorf("id %q does not start with the chunk id", a)
+	}
+	if MsgID("", "t", nil) == MsgID("", "t", nil) {
+		t.Error("chunks without an id must get unique message ids")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{Stream: StreamConfig{Name: "a.b", SubjectPrefix: "x>", MaxBytes: 10, Replicas: 9}}
+	c.Embedded.MaxPayload = units.ByteSize(1)
+	c.PublishTimeout = -1
+	c.MaxPendingPublishes = -1
+	err := c.Validate()
+	for _, f := range []string{"embedded.store_dir:", "embedded.max_payload:", "stream.name:", "stream.subject_prefix:",
+		"stream.max_bytes:", "stream.replicas:", "publish_timeout:", "max_pending_publishes:"} {
+		if err == nil || !strings.Contains(err.Error(), f) {
+			t.Errorf("%v does not name %s", err, f)
+		}
+	}
+}
