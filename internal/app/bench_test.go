@@ -115,4 +115,3 @@ func BenchmarkIngestForwardAck(b *testing.B) {
 		}
 	}
 }
-
