@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -233,5 +234,39 @@ func TestConfigValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), f) {
 			t.Errorf("%v does not name %s", err, f)
 		}
+	}
+}
+
+// TestExternalServer points the queue at a nats-server of its own, reached
+// over loopback TCP by URL, as a production cluster would be.
+func TestExternalServer(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	defer srv.Shutdown()
+	q, _ := openQueue(t, func(c *Config) {
+		c.URL = srv.ClientURL()
+		c.Embedded.StoreDir = "" // not used with a URL
+	})
+	if q.srv != nil {
+		t.Fatal("an embedded server was started although a URL is set")
+	}
+	if _, err := q.Consumer(context.Background(), "ext", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := publishWait(t, q, &chunk.Chunk{Tag: "ext", ID: "e1", Count: 3, Entries: payload(3, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := fetchAll(t, q, "ext"); len(msgs) != 1 {
+		t.Fatalf("%d messages on the external server, want 1", len(msgs))
+	}
+	if err := q.Healthy(); err != nil {
+		t.Fatal(err)
 	}
 }
