@@ -443,7 +443,7 @@ func (d *Decoder) decompress(kind string, p []byte) ([]byte, error) {
 		return out, nil
 	case "zstd":
 		if d.zs == nil {
-			zs, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)), zstd.WithDecodeAllCapLimit(true))
+			zs, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
 			if err != nil {
 				return nil, reject(ReasonCompression, "zstd: %v", err)
 			}
