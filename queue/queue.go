@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -49,6 +50,8 @@ type Config struct {
 	Embedded EmbeddedConfig `yaml:"embedded"`
 	// Stream configures the log stream.
 	Stream StreamConfig `yaml:"stream"`
+	// DeadLetter configures the dead-letter stream.
+	DeadLetter DeadLetterConfig `yaml:"dead_letter"`
 	// PublishTimeout bounds how long one publish waits for its PubAck.
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	// MaxPendingPublishes bounds the publishes awaiting a PubAck, in total.
@@ -81,6 +84,14 @@ type StreamConfig struct {
 	Replicas int `yaml:"replicas"`
 	// DuplicateWindow is how long a chunk id is remembered for deduplication.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// Retention is "interest" (a message is removed once every sink has
+	// acknowledged it) or "limits" (messages stay until max_age or max_bytes:
+	// a replay window for rewinding sinks).
+	Retention string `yaml:"retention"`
+	// Discard is what a full stream does: "new" refuses new messages
+	// (backpressure, never loss) or "old" drops the oldest, even ones a sink
+	// has not written yet.
+	Discard string `yaml:"discard"`
 }
 
 // SetDefaults fills zero values.
@@ -108,6 +119,18 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Stream.DuplicateWindow == 0 {
 		c.Stream.DuplicateWindow = 2 * time.Minute
+	}
+	if c.Stream.Retention == "" {
+		c.Stream.Retention = "interest"
+	}
+	if c.Stream.Discard == "" {
+		c.Stream.Discard = "new"
+	}
+	if c.DeadLetter.MaxAge == 0 {
+		c.DeadLetter.MaxAge = 14 * 24 * time.Hour
+	}
+	if c.DeadLetter.MaxBytes == 0 {
+		c.DeadLetter.MaxBytes = 1 << 30
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 10 * time.Second
@@ -144,6 +167,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Stream.DuplicateWindow < 0 {
 		add("stream.duplicate_window", "must not be negative")
+	}
+	if c.Stream.Retention != "interest" && c.Stream.Retention != "limits" {
+		add("stream.retention", fmt.Sprintf("%q is not one of interest, limits", c.Stream.Retention))
+	}
+	if c.Stream.Discard != "new" && c.Stream.Discard != "old" {
+		add("stream.discard", fmt.Sprintf("%q is not one of new, old", c.Stream.Discard))
+	}
+	if c.DeadLetter.MaxAge < 0 {
+		add("dead_letter.max_age", "must not be negative")
+	}
+	if c.DeadLetter.MaxBytes < 1<<20 {
+		add("dead_letter.max_bytes", "must be at least 1MiB")
 	}
 	if c.PublishTimeout <= 0 {
 		add("publish_timeout", "must be positive")
@@ -239,10 +274,23 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 		Replicas:    cfg.Stream.Replicas,
 		Duplicates:  cfg.Stream.DuplicateWindow,
 	}
+	if cfg.Stream.Retention == "limits" {
+		sc.Retention = jetstream.LimitsPolicy
+	}
+	if cfg.Stream.Discard == "old" {
+		sc.Discard = jetstream.DiscardOld
+	}
 	q.stream, err = q.js.CreateOrUpdateStream(ctx, sc)
 	if err != nil {
 		q.Close()
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || strings.Contains(err.Error(), "retention") {
+			return nil, fmt.Errorf("queue: stream %s exists with other settings that cannot be changed in place (retention cannot): %w", sc.Name, err)
+		}
 		return nil, fmt.Errorf("queue: create stream %s: %w", sc.Name, err)
+	}
+	if err := q.createDeadLetterStream(ctx); err != nil {
+		q.Close()
+		return nil, err
 	}
 	q.metrics = newMetrics(set.Registerer)
 	return q, nil

@@ -2,9 +2,12 @@ package sinks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,89 +18,181 @@ import (
 	"github.com/sluicelog/sluice/queue"
 )
 
-// RunnerConfig bounds the batches a runner hands to its sink.
+// RunnerConfig is the sink framework's policy for one sink.
 type RunnerConfig struct {
-	// MaxMessages is the most queue messages (chunks) in one batch.
-	MaxMessages int
-	// MaxBytes is the most payload bytes in one batch.
+	// MaxRecords is the most records in one batch.
+	MaxRecords int
+	// MaxBytes is the most record bytes in one batch.
 	MaxBytes int
-	// Linger is how long a batch waits for more messages once one arrived.
+	// Linger is how long a batch waits for more records once it has one.
 	Linger time.Duration
-	// BufferBytes bounds the messages pulled ahead of the sink. It must hold
-	// at least one message of the largest size and stay well below the NATS
-	// client's pending limit (64MB).
-	BufferBytes int
+	// Concurrency is the number of batches written at once.
+	Concurrency int
+	// MaxAttempts sends a record to the dead-letter stream after this many
+	// failed attempts; 0 retries retryable failures for ever.
+	MaxAttempts int
+	// BackoffMin and BackoffMax bound the exponential backoff between
+	// attempts; each wait is drawn at random from the upper half (jitter).
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// WriteTimeout bounds one Write; a write that takes longer is retried.
+	WriteTimeout time.Duration
+	// AckWait is the consumer's ack wait: messages with records in progress
+	// get an in-progress ack every third of it.
+	AckWait time.Duration
+	// PullMessages and BufferBytes bound the messages pulled ahead.
+	PullMessages int
+	BufferBytes  int
 }
 
 func (c *RunnerConfig) setDefaults() {
-	if c.MaxMessages <= 0 {
-		c.MaxMessages = 64
+	if c.MaxRecords <= 0 {
+		c.MaxRecords = 10000
 	}
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = 16 << 20
+		c.MaxBytes = 8 << 20
 	}
 	if c.Linger <= 0 {
 		c.Linger = 5 * time.Millisecond
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = 100 * time.Millisecond
+	}
+	if c.BackoffMax < c.BackoffMin {
+		c.BackoffMax = max(30*time.Second, c.BackoffMin)
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 2 * time.Minute
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.PullMessages <= 0 {
+		c.PullMessages = 64
 	}
 	if c.BufferBytes <= 0 {
 		c.BufferBytes = 32 << 20
 	}
 }
 
-type runnerMetrics struct {
-	records  prometheus.Counter
-	messages prometheus.Counter
-	errors   prometheus.Counter
-	latency  prometheus.Observer
+// DeadLetters stores records a sink gave up on; the queue implements it.
+type DeadLetters interface {
+	PutDeadLetters(ctx context.Context, dls []queue.DeadLetter) error
 }
 
-// Runner feeds one sink from its durable consumer: it pulls messages, groups
-// them into batches, writes each batch and acknowledges its messages only
-// after the sink wrote all of it. A failed write is retried with backoff
-// (keeping the messages alive with in-progress acks) until it succeeds or the
-// runner stops; unacknowledged messages are redelivered by JetStream.
+type runnerMetrics struct {
+	delivered  prometheus.Counter
+	dead       prometheus.Counter
+	retried    prometheus.Counter
+	errors     *prometheus.CounterVec
+	acked      prometheus.Counter
+	batchSize  prometheus.Observer
+	latency    prometheus.Observer
+	undecoded  prometheus.Counter
+	replayed   prometheus.Counter
+	inProgress prometheus.Counter
+}
+
+func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
+	l := prometheus.Labels{"sink": name}
+	records := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_records_total",
+		Help: "Records by final outcome: delivered or dead (sent to the dead-letter stream).", ConstLabels: l}, []string{"outcome"})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_write_errors_total",
+		Help: "Failed writes by kind: retry, throttle, permanent, partial.", ConstLabels: l}, []string{"kind"})
+	retried := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_records_retried_total",
+		Help: "Record attempts that failed and were tried again.", ConstLabels: l})
+	acked := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_messages_acked_total",
+		Help: "Queue messages acknowledged once all their records were delivered or dead.", ConstLabels: l})
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_batch_records",
+		Help: "Records per write.", ConstLabels: l, Buckets: prometheus.ExponentialBuckets(1, 4, 9)})
+	lat := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_write_seconds",
+		Help: "Time of one write.", ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)})
+	undecoded := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_undecodable_messages_total",
+		Help: "Queue messages that were not sluice chunks; sent whole to the dead-letter stream.", ConstLabels: l})
+	replayed := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_dead_letters_replayed_total",
+		Help: "Dead letters replayed to the sink.", ConstLabels: l})
+	inProgress := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_in_progress_acks_total",
+		Help: "In-progress acks sent to keep long-running messages from redelivery.", ConstLabels: l})
+	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress)
+	return runnerMetrics{
+		delivered: records.WithLabelValues("delivered"), dead: records.WithLabelValues("dead"),
+		retried: retried, errors: errs, acked: acked, batchSize: batch, latency: lat,
+		undecoded: undecoded, replayed: replayed, inProgress: inProgress,
+	}
+}
+
+// message is a queue message whose records are on their way.
+type message struct {
+	msg       jetstream.Msg
+	remaining atomic.Int64
+}
+
+// Runner feeds one sink from its durable consumer. It turns messages into
+// records, groups them into batches (count, bytes, linger, and the sink's own
+// Limits), writes up to Concurrency batches at once, retries failed records
+// with exponential backoff and jitter (and the delay a throttled sink asks
+// for), sends records that fail permanently or too often to the dead-letter
+// stream, and acknowledges a message once every one of its records was
+// delivered or stored as a dead letter. Messages with records in progress get
+// in-progress acks so that JetStream does not redeliver them meanwhile.
 type Runner struct {
 	name string
 	sink Sink
 	cons jetstream.Consumer
+	dlq  DeadLetters
 	cfg  RunnerConfig
 	log  *slog.Logger
 	m    runnerMetrics
 
-	cc       jetstream.ConsumeContext
-	msgs     chan jetstream.Msg // from the consume callback to run
-	hard     context.Context    // ends waits and retries
+	cc      jetstream.ConsumeContext
+	msgs    chan jetstream.Msg
+	batches chan []Record
+
+	mu     sync.Mutex
+	active map[*message]struct{} // messages with records in progress
+
+	hard     context.Context // ends waits, writes and retries
 	hardStop context.CancelFunc
+	workers  sync.WaitGroup
 	done     chan struct{}
 	once     sync.Once
 }
 
-// NewRunner returns a runner; Start starts it.
-func NewRunner(name string, sink Sink, cons jetstream.Consumer, cfg RunnerConfig, set component.Settings) *Runner {
+// NewRunner returns a runner; Start starts it. dlq may be nil only in tests
+// where no record can die.
+func NewRunner(name string, sink Sink, cons jetstream.Consumer, dlq DeadLetters, cfg RunnerConfig, set component.Settings) *Runner {
 	set = set.Defaults()
 	cfg.setDefaults()
-	l := prometheus.Labels{"sink": name}
-	m := runnerMetrics{
-		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_records_total",
-			Help: "Records written by the sink.", ConstLabels: l}),
-		messages: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_messages_acked_total",
-			Help: "Queue messages acknowledged after the sink wrote them.", ConstLabels: l}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_write_errors_total",
-			Help: "Batch writes that failed and were retried.", ConstLabels: l}),
+	if l, ok := sink.(Limiter); ok {
+		lim := l.Limits()
+		if lim.MaxRecords > 0 {
+			cfg.MaxRecords = min(cfg.MaxRecords, lim.MaxRecords)
+		}
+		if lim.MaxBytes > 0 {
+			cfg.MaxBytes = min(cfg.MaxBytes, lim.MaxBytes)
+		}
 	}
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_write_seconds",
-		Help: "Time to write one batch.", ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)})
-	m.latency = h
-	set.Registerer.MustRegister(m.records, m.messages, m.errors, h)
 	hard, hardStop := context.WithCancel(context.Background())
-	return &Runner{name: name, sink: sink, cons: cons, cfg: cfg, log: set.Logger.With("sink", name), m: m,
-		msgs: make(chan jetstream.Msg, cfg.MaxMessages), hard: hard, hardStop: hardStop, done: make(chan struct{})}
+	return &Runner{
+		name: name, sink: sink, cons: cons, dlq: dlq, cfg: cfg,
+		log:      set.Logger.With("sink", name),
+		m:        newRunnerMetrics(name, set.Registerer),
+		msgs:     make(chan jetstream.Msg, cfg.PullMessages),
+		batches:  make(chan []Record),
+		active:   make(map[*message]struct{}),
+		hard:     hard,
+		hardStop: hardStop,
+		done:     make(chan struct{}),
+	}
 }
 
 // Start begins pulling and writing in the background.
 func (r *Runner) Start() error {
 	cc, err := r.cons.Consume(r.receive,
-		jetstream.PullMaxMessagesWithBytesLimit(r.cfg.MaxMessages, r.cfg.BufferBytes),
+		jetstream.PullMaxMessagesWithBytesLimit(r.cfg.PullMessages, r.cfg.BufferBytes),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if r.hard.Err() == nil {
 				r.log.Warn("pulling messages", "err", err)
@@ -107,12 +202,17 @@ func (r *Runner) Start() error {
 		return fmt.Errorf("sink %s: %w", r.name, err)
 	}
 	r.cc = cc
+	for i := 0; i < r.cfg.Concurrency; i++ {
+		r.workers.Add(1)
+		go r.work()
+	}
+	go r.keepAlive()
 	go r.run()
 	return nil
 }
 
-// receive is the consume callback. It blocks while run is busy, which holds
-// further pulls: the pull-ahead stays bounded.
+// receive is the consume callback. It blocks while the runner is busy, which
+// holds further pulls: the pull-ahead stays bounded.
 func (r *Runner) receive(m jetstream.Msg) {
 	select {
 	case r.msgs <- m:
@@ -120,12 +220,13 @@ func (r *Runner) receive(m jetstream.Msg) {
 	}
 }
 
-// Shutdown stops pulling, writes and acknowledges what was pulled, and
-// returns. If ctx ends first the rest is abandoned (JetStream redelivers it).
-// It does not close the sink. It is safe to call more than once.
+// Shutdown stops pulling, delivers what was pulled, and returns. If ctx ends
+// first the rest is abandoned (JetStream redelivers it). It does not close
+// the sink. It is safe to call more than once.
 func (r *Runner) Shutdown(ctx context.Context) error {
 	r.once.Do(func() {
 		if r.cc == nil {
+			r.hardStop()
 			close(r.done)
 			return
 		}
@@ -141,99 +242,367 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	}
 }
 
+// run turns messages into batches for the workers.
 func (r *Runner) run() {
 	defer close(r.done)
 	defer r.hardStop()
+	defer r.workers.Wait()
+	defer close(r.batches)
 	closed := r.cc.Closed()
-	batch := make([]jetstream.Msg, 0, r.cfg.MaxMessages)
+	var (
+		batch []Record
+		size  int
+	)
 	linger := time.NewTimer(time.Hour)
-	defer linger.Stop()
+	linger.Stop()
+	lingering := false
+	flush := func() bool {
+		if lingering {
+			linger.Stop()
+			lingering = false
+		}
+		if len(batch) == 0 {
+			return true
+		}
+		select {
+		case r.batches <- batch:
+		case <-r.hard.Done():
+			return false
+		}
+		batch, size = nil, 0
+		return true
+	}
+	add := func(m jetstream.Msg) bool {
+		for _, rec := range r.records(m) {
+			if len(batch) > 0 && (len(batch) >= r.cfg.MaxRecords || size+rec.Size() > r.cfg.MaxBytes) {
+				if !flush() {
+					return false
+				}
+			}
+			batch = append(batch, rec)
+			size += rec.Size()
+		}
+		if len(batch) >= r.cfg.MaxRecords || size >= r.cfg.MaxBytes {
+			return flush()
+		}
+		if len(batch) > 0 && !lingering {
+			linger.Reset(r.cfg.Linger)
+			lingering = true
+		}
+		return true
+	}
 	for {
 		select {
 		case m := <-r.msgs:
-			batch = append(batch[:0], m)
+			if !add(m) {
+				return
+			}
+		case <-linger.C:
+			lingering = false
+			if !flush() {
+				return
+			}
 		case <-closed:
 			// Drained: every message pulled is in r.msgs now.
-			for len(r.msgs) > 0 && r.hard.Err() == nil {
-				batch = batch[:0]
-				for len(batch) < r.cfg.MaxMessages && len(r.msgs) > 0 {
-					batch = append(batch, <-r.msgs)
+			for len(r.msgs) > 0 {
+				if !add(<-r.msgs) {
+					return
 				}
-				r.deliver(batch)
 			}
+			flush()
 			return
 		case <-r.hard.Done():
 			return
 		}
-		size := len(batch[0].Data())
-		linger.Reset(r.cfg.Linger)
-	fill:
-		for len(batch) < r.cfg.MaxMessages && size < r.cfg.MaxBytes {
-			select {
-			case m := <-r.msgs:
-				batch = append(batch, m)
-				size += len(m.Data())
-			case <-linger.C:
-				break fill
-			}
-		}
-		if !linger.Stop() {
-			select {
-			case <-linger.C:
-			default:
-			}
-		}
-		r.deliver(batch)
-		clear(batch)
 	}
 }
 
-// deliver writes a batch and acknowledges its messages.
-func (r *Runner) deliver(msgs []jetstream.Msg) {
-	chunks := make([]*chunk.Chunk, 0, len(msgs))
-	keep := msgs[:0:0]
-	records := 0
-	for _, m := range msgs {
-		c, err := queue.ChunkFromMsg(m)
-		if err != nil {
-			// Not a chunk sluice wrote: it can never be written, so it is
-			// terminated rather than redelivered forever.
-			r.log.Error("dropping undecodable message", "err", err)
-			_ = m.Term()
-			continue
+// records decodes a message into records and registers it as in progress.
+func (r *Runner) records(m jetstream.Msg) []Record {
+	md, err := m.Metadata()
+	if err != nil {
+		r.log.Error("message without metadata", "err", err)
+		return nil
+	}
+	c, err := queue.ChunkFromMsg(m)
+	var recs []Record
+	if err == nil {
+		recs = make([]Record, 0, c.Count)
+		for off, i := 0, 0; off < len(c.Entries); i++ {
+			var e chunk.Entry
+			if e, off, err = chunk.ReadEntry(c.Entries, off); err != nil {
+				break
+			}
+			recs = append(recs, Record{Tag: c.Tag, Entry: e, Seq: md.Sequence.Stream, Index: i})
 		}
-		chunks = append(chunks, c)
-		keep = append(keep, m)
-		records += c.Count
 	}
-	if len(chunks) == 0 {
-		return
+	msg := &message{msg: m}
+	if err != nil {
+		// Not a chunk sluice wrote, or damaged: it can never be written, so
+		// it goes whole to the dead-letter stream instead of being redelivered
+		// for ever.
+		r.m.undecoded.Inc()
+		r.log.Error("queue message cannot be decoded; sending it to the dead-letter stream", "seq", md.Sequence.Stream, "err", err)
+		msg.remaining.Store(1)
+		r.track(msg, true)
+		r.bury(r.hard, []Record{{Tag: m.Headers().Get(queue.HeaderTag), Entry: chunk.Entry{Raw: m.Data()}, Seq: md.Sequence.Stream, owner: msg}},
+			fmt.Sprintf("undecodable message: %v", err), 1)
+		return nil
 	}
-	backoff := 50 * time.Millisecond
+	if len(recs) == 0 {
+		r.ack(msg)
+		return nil
+	}
+	msg.remaining.Store(int64(len(recs)))
+	for i := range recs {
+		recs[i].owner = msg
+	}
+	r.track(msg, true)
+	return recs
+}
+
+func (r *Runner) track(m *message, on bool) {
+	r.mu.Lock()
+	if on {
+		r.active[m] = struct{}{}
+	} else {
+		delete(r.active, m)
+	}
+	r.mu.Unlock()
+}
+
+// keepAlive sends in-progress acks for messages whose records are still on
+// their way, every third of AckWait.
+func (r *Runner) keepAlive() {
+	t := time.NewTicker(r.cfg.AckWait / 3)
+	defer t.Stop()
 	for {
-		start := time.Now()
-		err := r.sink.Write(r.hard, chunks)
-		if err == nil {
-			r.m.latency.Observe(time.Since(start).Seconds())
-			break
-		}
-		r.m.errors.Inc()
-		r.log.Warn("write failed; retrying", "err", err, "retry_in", backoff)
-		for _, m := range keep {
-			_ = m.InProgress()
-		}
 		select {
-		case <-time.After(backoff):
-		case <-r.hard.Done():
+		case <-t.C:
+		case <-r.done:
 			return
 		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-	for _, m := range keep {
-		if err := m.Ack(); err != nil {
-			r.log.Warn("ack failed; the message will be redelivered", "err", err)
+		r.mu.Lock()
+		msgs := make([]jetstream.Msg, 0, len(r.active))
+		for m := range r.active {
+			msgs = append(msgs, m.msg)
+		}
+		r.mu.Unlock()
+		for _, m := range msgs {
+			if m.InProgress() == nil {
+				r.m.inProgress.Inc()
+			}
 		}
 	}
-	r.m.records.Add(float64(records))
-	r.m.messages.Add(float64(len(keep)))
+}
+
+func (r *Runner) work() {
+	defer r.workers.Done()
+	for b := range r.batches {
+		r.deliver(b)
+	}
+}
+
+// settle settles records: each one delivered or dead. A message is
+// acknowledged when its last record is settled.
+func (r *Runner) settle(recs []Record) {
+	for i := range recs {
+		if m := recs[i].owner; m != nil && m.remaining.Add(-1) == 0 {
+			r.ack(m)
+		}
+	}
+}
+
+func (r *Runner) ack(m *message) {
+	r.track(m, false)
+	if err := m.msg.Ack(); err != nil {
+		r.log.Warn("ack failed; the message will be redelivered", "err", err)
+		return
+	}
+	r.m.acked.Inc()
+}
+
+// deliver writes records until each is delivered or dead. It gives up only
+// when the runner stops hard, leaving the rest unacknowledged.
+func (r *Runner) deliver(recs []Record) {
+	attempt := 0
+	for len(recs) > 0 {
+		attempt++
+		r.m.batchSize.Observe(float64(len(recs)))
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(r.hard, r.cfg.WriteTimeout)
+		err := r.sink.Write(ctx, recs)
+		cancel()
+		r.m.latency.Observe(time.Since(start).Seconds())
+		if r.hard.Err() != nil {
+			return
+		}
+		if err == nil {
+			r.m.delivered.Add(float64(len(recs)))
+			r.settle(recs)
+			return
+		}
+		var (
+			retry []Record
+			dead  = map[string][]Record{}
+			delay time.Duration
+		)
+		classify := func(rec Record, err error) {
+			var th *ThrottledError
+			switch {
+			case IsPermanent(err):
+				dead[err.Error()] = append(dead[err.Error()], rec)
+			case r.cfg.MaxAttempts > 0 && attempt >= r.cfg.MaxAttempts:
+				dead[fmt.Sprintf("gave up after %d attempts: %v", attempt, err)] = append(dead[fmt.Sprintf("gave up after %d attempts: %v", attempt, err)], rec)
+			default:
+				if errors.As(err, &th) {
+					delay = max(delay, th.Delay)
+				}
+				retry = append(retry, rec)
+			}
+		}
+		var pe *PartialError
+		if errors.As(err, &pe) {
+			r.m.errors.WithLabelValues("partial").Inc()
+			delivered := recs[:0:0]
+			for i, rec := range recs {
+				if e, failed := pe.Failed[i]; failed && e != nil {
+					classify(rec, e)
+				} else {
+					delivered = append(delivered, rec)
+				}
+			}
+			r.m.delivered.Add(float64(len(delivered)))
+			r.settle(delivered)
+		} else {
+			r.m.errors.WithLabelValues(errKind(err)).Inc()
+			for _, rec := range recs {
+				classify(rec, err)
+			}
+		}
+		for reason, d := range dead {
+			if !r.bury(r.hard, d, reason, attempt) {
+				return
+			}
+		}
+		if len(retry) == 0 {
+			return
+		}
+		r.m.retried.Add(float64(len(retry)))
+		wait := max(r.backoff(attempt), delay)
+		r.log.Warn("write failed; retrying", "records", len(retry), "attempt", attempt, "retry_in", wait, "err", err)
+		if !r.sleep(wait) {
+			return
+		}
+		recs = retry
+	}
+}
+
+func errKind(err error) string {
+	var th *ThrottledError
+	switch {
+	case IsPermanent(err):
+		return "permanent"
+	case errors.As(err, &th):
+		return "throttle"
+	}
+	return "retry"
+}
+
+// backoff is the wait after the given failed attempt: exponential from
+// BackoffMin to BackoffMax, drawn at random from its upper half.
+func (r *Runner) backoff(attempt int) time.Duration {
+	d := r.cfg.BackoffMin << min(attempt-1, 30)
+	if d <= 0 || d > r.cfg.BackoffMax {
+		d = r.cfg.BackoffMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (r *Runner) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.hard.Done():
+		return false
+	}
+}
+
+// bury stores records as dead letters, retrying while the dead-letter stream
+// refuses them, and settles them. It returns false when the runner stops
+// hard first (the records stay unacknowledged and come back).
+func (r *Runner) bury(ctx context.Context, recs []Record, reason string, attempts int) bool {
+	if r.dlq == nil {
+		r.log.Error("records failed permanently and there is no dead-letter stream; they stay unacknowledged", "records", len(recs), "err", reason)
+		return false
+	}
+	dls := make([]queue.DeadLetter, len(recs))
+	for i, rec := range recs {
+		dls[i] = queue.DeadLetter{Sink: r.name, Tag: rec.Tag, Seq: rec.Seq, Index: rec.Index,
+			Attempts: attempts, Err: reason, Entry: rec.Raw}
+	}
+	for attempt := 1; ; attempt++ {
+		err := r.dlq.PutDeadLetters(ctx, dls)
+		if err == nil {
+			break
+		}
+		r.log.Error("storing dead letters failed; retrying", "records", len(recs), "err", err)
+		if !r.sleep(r.backoff(attempt)) {
+			return false
+		}
+	}
+	r.log.Warn("records sent to the dead-letter stream", "records", len(recs), "attempts", attempts, "err", reason)
+	r.m.dead.Add(float64(len(recs)))
+	r.settle(recs)
+	return true
+}
+
+// DeadLetterStore is the dead-letter stream; the queue implements it.
+type DeadLetterStore interface {
+	DeadLetters
+	DeadLetters(ctx context.Context, sink string, from uint64, max int) ([]queue.DeadLetter, error)
+	DeleteDeadLetter(ctx context.Context, storedSeq uint64) error
+}
+
+// ReplayDeadLetters writes up to max of the sink's dead letters to the sink
+// again, oldest first, with the usual retries; a record that fails
+// permanently again becomes a new dead letter. Each replayed dead letter is
+// deleted once its record is settled. It returns how many were replayed.
+// Dead letters that hold no record (a whole undecodable message) are left.
+func (r *Runner) ReplayDeadLetters(ctx context.Context, store DeadLetterStore, max int) (int, error) {
+	dls, err := store.DeadLetters(ctx, r.name, 0, max)
+	if err != nil {
+		return 0, err
+	}
+	replayed := 0
+	for start := 0; start < len(dls); start += r.cfg.MaxRecords {
+		part := dls[start:min(start+r.cfg.MaxRecords, len(dls))]
+		recs := make([]Record, 0, len(part))
+		stored := make([]uint64, 0, len(part))
+		for _, d := range part {
+			e, _, err := chunk.ReadEntry(d.Entry, 0)
+			if err != nil {
+				continue
+			}
+			recs = append(recs, Record{Tag: d.Tag, Entry: e, Seq: d.Seq, Index: d.Index})
+			stored = append(stored, d.StoredSeq)
+		}
+		r.deliver(recs)
+		if err := r.hard.Err(); err != nil {
+			return replayed, fmt.Errorf("sink %s: replay stopped: %w", r.name, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return replayed, err
+		}
+		for _, seq := range stored {
+			if err := store.DeleteDeadLetter(ctx, seq); err != nil {
+				return replayed, err
+			}
+			replayed++
+			r.m.replayed.Inc()
+		}
+	}
+	return replayed, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -33,6 +34,7 @@ type App struct {
 	forward *forward.Server
 	api     *api.Server
 	wrap    func(name string, s sinks.Sink) sinks.Sink
+	byName  map[string]*sinks.Runner
 }
 
 // Option changes how an App is built.
@@ -50,7 +52,7 @@ func New(cfg *config.Config, set component.Settings, opts ...Option) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	set.Registerer = reg
-	a := &App{cfg: cfg, set: set.Defaults(), reg: reg}
+	a := &App{cfg: cfg, set: set.Defaults(), reg: reg, byName: make(map[string]*sinks.Runner)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -83,14 +85,19 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		r := sinks.NewRunner(sc.Name, sink, cons, sinks.RunnerConfig{
-			MaxMessages: sc.Batch.MaxMessages, MaxBytes: int(sc.Batch.MaxBytes), Linger: sc.Batch.Linger,
-			BufferBytes: max(32<<20, 2*a.q.MaxMessageBytes()),
+		r := sinks.NewRunner(sc.Name, sink, cons, a.q, sinks.RunnerConfig{
+			MaxRecords: sc.Batch.MaxRecords, MaxBytes: int(sc.Batch.MaxBytes), Linger: sc.Batch.Linger,
+			Concurrency: sc.Concurrency, MaxAttempts: sc.Retry.MaxAttempts,
+			BackoffMin: sc.Retry.BackoffMin, BackoffMax: sc.Retry.BackoffMax,
+			WriteTimeout: sc.WriteTimeout, AckWait: sc.AckWait,
+			PullMessages: min(64, sc.MaxAckPending),
+			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 		}, a.set)
 		if err := r.Start(); err != nil {
 			return err
 		}
 		a.runners = append(a.runners, r)
+		a.byName[sc.Name] = r
 	}
 	a.forward = forward.New(a.cfg.Forward, a.q, a.set)
 	if err := a.forward.Start(ctx); err != nil {
@@ -112,6 +119,33 @@ func (a *App) newSink(sc config.SinkConfig) (sinks.Sink, error) {
 		return file.New(*sc.File, sc.Name, a.set.Logger.With("sink", sc.Name), a.set.Now)
 	}
 	return nil, errors.New("no destination configured")
+}
+
+// ReplayDeadLetters writes up to max of a sink's dead letters to it again.
+func (a *App) ReplayDeadLetters(ctx context.Context, sink string, max int) (int, error) {
+	r, ok := a.byName[sink]
+	if !ok {
+		return 0, fmt.Errorf("no sink named %q", sink)
+	}
+	return r.ReplayDeadLetters(ctx, a.q, max)
+}
+
+// RewindSink makes a sink deliver again from a stream sequence.
+func (a *App) RewindSink(ctx context.Context, sink string, seq uint64) (uint64, error) {
+	if _, ok := a.byName[sink]; !ok {
+		return 0, fmt.Errorf("no sink named %q", sink)
+	}
+	return a.q.Rewind(ctx, sink, seq)
+}
+
+// RewindSinkToTime makes a sink deliver again from the first message stored
+// at or after t.
+func (a *App) RewindSinkToTime(ctx context.Context, sink string, t time.Time) (uint64, error) {
+	seq, err := a.q.SeqAt(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	return a.RewindSink(ctx, sink, seq)
 }
 
 // ForwardAddr is the bound Forward listener address.

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/forwardtest"
@@ -321,7 +320,7 @@ type blockingSink struct {
 	calls   chan struct{}
 }
 
-func (b *blockingSink) Write(ctx context.Context, batch []*chunk.Chunk) error {
+func (b *blockingSink) Write(ctx context.Context, batch []sinks.Record) error {
 	select {
 	case b.calls <- struct{}{}:
 	default:

@@ -41,6 +41,8 @@ type Entry struct {
 	Meta []byte
 	// Record is the msgpack map of the record.
 	Record []byte
+	// Raw is the whole entry as it was read.
+	Raw []byte
 }
 
 // Reasons for a rejected entry; they are metric label values.
@@ -117,6 +119,7 @@ func ReadEntry(b []byte, off int) (Entry, int, error) {
 		return e, off, fail(ReasonRecord, err)
 	}
 	e.Record = b[start:next]
+	e.Raw = b[off:next]
 	return e, next, nil
 }
 

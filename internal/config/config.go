@@ -48,6 +48,12 @@ type SinkConfig struct {
 	Name string `yaml:"name"`
 	// Batch bounds the batches handed to the sink.
 	Batch BatchConfig `yaml:"batch"`
+	// Concurrency is the number of batches written at once.
+	Concurrency int `yaml:"concurrency"`
+	// Retry is the policy for failed writes.
+	Retry RetryConfig `yaml:"retry"`
+	// WriteTimeout bounds one write; a slower one is retried.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxAckPending bounds the queue messages delivered to the sink and not
 	// yet acknowledged.
 	MaxAckPending int `yaml:"max_ack_pending"`
@@ -60,9 +66,19 @@ type SinkConfig struct {
 
 // BatchConfig bounds a sink batch.
 type BatchConfig struct {
-	MaxMessages int            `yaml:"max_messages"`
-	MaxBytes    units.ByteSize `yaml:"max_bytes"`
-	Linger      time.Duration  `yaml:"linger"`
+	MaxRecords int            `yaml:"max_records"`
+	MaxBytes   units.ByteSize `yaml:"max_bytes"`
+	Linger     time.Duration  `yaml:"linger"`
+}
+
+// RetryConfig is the retry policy of a sink.
+type RetryConfig struct {
+	// MaxAttempts sends a record to the dead-letter stream after this many
+	// failed attempts; 0 retries for ever (backpressure instead of loss).
+	MaxAttempts int `yaml:"max_attempts"`
+	// BackoffMin and BackoffMax bound the exponential backoff (with jitter).
+	BackoffMin time.Duration `yaml:"backoff_min"`
+	BackoffMax time.Duration `yaml:"backoff_max"`
 }
 
 // Type returns the destination type of the sink, "" when none is set.
@@ -102,11 +118,23 @@ func (c *Config) SetDefaults() {
 		if s.File != nil {
 			s.File.SetDefaults()
 		}
-		if s.Batch.MaxMessages == 0 {
-			s.Batch.MaxMessages = 64
+		if s.Batch.MaxRecords == 0 {
+			s.Batch.MaxRecords = 10000
 		}
 		if s.Batch.MaxBytes == 0 {
-			s.Batch.MaxBytes = 16 << 20
+			s.Batch.MaxBytes = 8 << 20
+		}
+		if s.Concurrency == 0 {
+			s.Concurrency = 1
+		}
+		if s.Retry.BackoffMin == 0 {
+			s.Retry.BackoffMin = 100 * time.Millisecond
+		}
+		if s.Retry.BackoffMax == 0 {
+			s.Retry.BackoffMax = 30 * time.Second
+		}
+		if s.WriteTimeout == 0 {
+			s.WriteTimeout = 2 * time.Minute
 		}
 		if s.Batch.Linger == 0 {
 			s.Batch.Linger = 5 * time.Millisecond
@@ -168,8 +196,23 @@ func (c *Config) Validate() error {
 		if s.File != nil {
 			sub(path+".file", s.File.Validate())
 		}
-		if s.Batch.MaxMessages < 1 {
-			add(path+".batch.max_messages", errors.New("must be positive"))
+		if s.Batch.MaxRecords < 1 {
+			add(path+".batch.max_records", errors.New("must be positive"))
+		}
+		if s.Concurrency < 1 || s.Concurrency > 256 {
+			add(path+".concurrency", errors.New("must be between 1 and 256"))
+		}
+		if s.Retry.MaxAttempts < 0 {
+			add(path+".retry.max_attempts", errors.New("must not be negative (0 retries for ever)"))
+		}
+		if s.Retry.BackoffMin <= 0 {
+			add(path+".retry.backoff_min", errors.New("must be positive"))
+		}
+		if s.Retry.BackoffMax < s.Retry.BackoffMin {
+			add(path+".retry.backoff_max", errors.New("must be at least backoff_min"))
+		}
+		if s.WriteTimeout <= 0 {
+			add(path+".write_timeout", errors.New("must be positive"))
 		}
 		if s.Batch.MaxBytes < 1<<10 {
 			add(path+".batch.max_bytes", errors.New("must be at least 1KiB"))

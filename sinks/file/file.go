@@ -49,7 +49,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/jsonl"
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/sinks"
@@ -72,8 +71,9 @@ const maxKeptBuffer = 8 << 20
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("file sink: closed")
 
-// ErrCorrupt means an entry of a chunk could not be read or converted. Ingest
-// validates entries, so the chunk is damaged; retrying will not help.
+// ErrCorrupt means a record could not be converted. Ingest validates
+// records, so the record is damaged; retrying will not help: it is reported
+// as a permanent failure of that record.
 var ErrCorrupt = errors.New("file sink: corrupt entry")
 
 // Config configures a file sink.
@@ -196,7 +196,7 @@ func New(cfg Config, name string, log *slog.Logger, now func() time.Time) (*Sink
 // wrapping ErrCorrupt will fail again. ctx is checked before the write
 // starts; the write itself is not interrupted. The sink does not keep the
 // chunks.
-func (s *Sink) Write(ctx context.Context, batch []*chunk.Chunk) error {
+func (s *Sink) Write(ctx context.Context, batch []sinks.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -205,19 +205,25 @@ func (s *Sink) Write(ctx context.Context, batch []*chunk.Chunk) error {
 	if s.closed {
 		return ErrClosed
 	}
-	buf, err := s.encode(s.buf[:0], batch)
+	buf, bad := s.encode(s.buf[:0], batch)
 	if cap(buf) > maxKeptBuffer {
 		s.buf = nil
 	} else {
 		s.buf = buf[:0]
 	}
-	if err != nil {
-		return err
+	if len(buf) > 0 {
+		if err := s.writeFile(buf); err != nil {
+			return err
+		}
 	}
-	if len(buf) == 0 {
-		return nil
+	if len(bad) > 0 {
+		return &sinks.PartialError{Failed: bad}
 	}
+	return nil
+}
 
+// writeFile writes buf whole to the current file, rolling first if needed.
+func (s *Sink) writeFile(buf []byte) error {
 	hour := s.now().UTC().Truncate(time.Hour)
 	if s.f != nil && (!hour.Equal(s.hour) || s.size > 0 && s.size+int64(len(buf)) > int64(s.cfg.MaxFileBytes)) {
 		s.closeFile()
@@ -227,7 +233,7 @@ func (s *Sink) Write(ctx context.Context, batch []*chunk.Chunk) error {
 			return err
 		}
 	}
-	_, err = s.f.Write(buf)
+	_, err := s.f.Write(buf)
 	if err == nil && s.cfg.Sync {
 		err = s.f.Sync()
 	}
@@ -243,32 +249,29 @@ func (s *Sink) Write(ctx context.Context, batch []*chunk.Chunk) error {
 	return nil
 }
 
-// encode appends the lines of the batch to buf.
-func (s *Sink) encode(buf []byte, batch []*chunk.Chunk) ([]byte, error) {
+// encode appends the lines of the batch to buf. A record that cannot be
+// converted (a damaged record: ingest validated it) is left out and reported
+// as a permanent failure by its index.
+func (s *Sink) encode(buf []byte, batch []sinks.Record) ([]byte, map[int]error) {
 	// JSON takes a little more room than msgpack, and each line adds the
 	// time and the tag.
 	want := 0
-	for _, c := range batch {
-		want += len(c.Entries) + len(c.Entries)/4 + c.Count*(len(c.Tag)+64)
+	for i := range batch {
+		want += len(batch[i].Record)*5/4 + len(batch[i].Tag) + 64
 	}
 	buf = slices.Grow(buf, want)
-	for ci, c := range batch {
-		off := 0
-		for i := 0; i < c.Count; i++ {
-			e, next, err := chunk.ReadEntry(c.Entries, off)
-			if err != nil {
-				return buf, fmt.Errorf("%w: sink %s, chunk %d (tag %q), entry %d: %w", ErrCorrupt, s.name, ci, c.Tag, i, err)
+	var bad map[int]error
+	for i := range batch {
+		r := &batch[i]
+		var err error
+		if buf, err = jsonl.AppendLine(buf, r.Tag, r.Entry, s.opts); err != nil {
+			if bad == nil {
+				bad = make(map[int]error)
 			}
-			off = next
-			if buf, err = jsonl.AppendLine(buf, c.Tag, e, s.opts); err != nil {
-				return buf, fmt.Errorf("%w: sink %s, chunk %d (tag %q), entry %d: %w", ErrCorrupt, s.name, ci, c.Tag, i, err)
-			}
-		}
-		if off != len(c.Entries) {
-			return buf, fmt.Errorf("%w: sink %s, chunk %d (tag %q) has %d bytes after its %d entries", ErrCorrupt, s.name, ci, c.Tag, len(c.Entries)-off, c.Count)
+			bad[i] = sinks.Permanent(fmt.Errorf("%w: sink %s, record %s (tag %q): %w", ErrCorrupt, s.name, r.ID(), r.Tag, err))
 		}
 	}
-	return buf, nil
+	return buf, bad
 }
 
 // openFile creates the next file of the hour.

@@ -20,6 +20,7 @@ import (
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/msgp"
 	"github.com/sluicelog/sluice/internal/units"
+	"github.com/sluicelog/sluice/sinks"
 )
 
 func TestMain(m *testing.M) {
@@ -91,9 +92,26 @@ func newSink(t *testing.T, cfg Config, name string, c *clock) *Sink {
 	return s
 }
 
+// recs turns chunks into the records the runner hands a sink.
+func recs(t testing.TB, batch ...*chunk.Chunk) []sinks.Record {
+	t.Helper()
+	var out []sinks.Record
+	for ci, c := range batch {
+		for off, i := 0, 0; off < len(c.Entries); i++ {
+			e, next, err := chunk.ReadEntry(c.Entries, off)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, sinks.Record{Tag: c.Tag, Entry: e, Seq: uint64(ci + 1), Index: i})
+			off = next
+		}
+	}
+	return out
+}
+
 func write(t *testing.T, s *Sink, batch ...*chunk.Chunk) {
 	t.Helper()
-	if err := s.Write(context.Background(), batch); err != nil {
+	if err := s.Write(context.Background(), recs(t, batch...)); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 }
@@ -374,7 +392,7 @@ func TestCloseAndWriteAfterClose(t *testing.T) {
 			t.Fatalf("Close %d: %v", i+1, err)
 		}
 	}
-	err := s.Write(context.Background(), []*chunk.Chunk{newChunk(t, "t", entry{1, 0, om{{"a", 2}}})})
+	err := s.Write(context.Background(), recs(t, newChunk(t, "t", entry{1, 0, om{{"a", 2}}})))
 	if !errors.Is(err, ErrClosed) {
 		t.Fatalf("Write after Close: %v, want ErrClosed", err)
 	}
@@ -396,38 +414,23 @@ func TestCloseUnused(t *testing.T) {
 	}
 }
 
-func TestCorruptBatchWritesNothing(t *testing.T) {
-	good := newChunk(t, "t", entry{1, 0, om{{"a", 1}}})
-	truncated := newChunk(t, "t", entry{1, 0, om{{"a", 1}}}, entry{2, 0, om{{"b", "long value"}}})
-	truncated.Entries = truncated.Entries[:len(truncated.Entries)-3]
-	notMap := newChunk(t, "t", entry{1, 0, om{{"a", 1}}})
-	notMap.Count = 2
-	notMap.Entries = append(notMap.Entries, 0x92, 0x01, 0x91, 0x01) // [1, [1]]
-	trailing := newChunk(t, "t", entry{1, 0, om{{"a", 1}}}, entry{2, 0, om{{"a", 2}}})
-	trailing.Count = 1
-	malformedValue := newChunk(t, "t", entry{1, 0, om{{"a", 1}}})
-	malformedValue.Count = 2
-	malformedValue.Entries = append(malformedValue.Entries, 0x92, 0x01, 0x81, 0xa1, 'k', 0xc1)
-
-	for name, bad := range map[string]*chunk.Chunk{
-		"truncated": truncated, "record not a map": notMap,
-		"bytes after the entries": trailing, "malformed value": malformedValue,
-	} {
-		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			s := newSink(t, Config{Path: dir}, "out", newClock())
-			write(t, s, good)
-			err := s.Write(context.Background(), []*chunk.Chunk{good, bad})
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Write: %v, want ErrCorrupt", err)
-			}
-			write(t, s, good)
-			s.Close(context.Background())
-			ls := lines(t, filepath.Join(dir, "sluice-out-20261122-07-000000.ndjson"))
-			if len(ls) != 2 {
-				t.Errorf("%d lines, want the 2 of the good batches", len(ls))
-			}
-		})
+// TestCorruptRecordFailsAlone gives the sink records whose bytes cannot be
+// converted: each is reported as a permanent failure by its index and left
+// out, and the other records of the batch are written.
+func TestCorruptRecordFailsAlone(t *testing.T) {
+	dir := t.TempDir()
+	s := newSink(t, Config{Path: dir}, "out", newClock())
+	batch := recs(t, newChunk(t, "t", entry{1, 0, om{{"a", 1}}}, entry{2, 0, om{{"a", 2}}}, entry{3, 0, om{{"a", 3}}}))
+	batch[1].Record = []byte{0x81, 0xa1, 'k', 0xc1} // a map whose value is the never-used byte
+	err := s.Write(context.Background(), batch)
+	var pe *sinks.PartialError
+	if !errors.As(err, &pe) || len(pe.Failed) != 1 || !sinks.IsPermanent(pe.Failed[1]) || !errors.Is(pe.Failed[1], ErrCorrupt) {
+		t.Fatalf("Write: %v, want a permanent ErrCorrupt for record 1 only", err)
+	}
+	s.Close(context.Background())
+	ls := lines(t, filepath.Join(dir, "sluice-out-20261122-07-000000.ndjson"))
+	if len(ls) != 2 || decode(t, ls[0])["a"] != json.Number("1") || decode(t, ls[1])["a"] != json.Number("3") {
+		t.Errorf("lines %q, want records 1 and 3", ls)
 	}
 }
 
@@ -436,7 +439,7 @@ func TestWriteCanceled(t *testing.T) {
 	s := newSink(t, Config{Path: dir}, "out", newClock())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.Write(ctx, []*chunk.Chunk{newChunk(t, "t", entry{1, 0, om{{"a", 1}}})}); !errors.Is(err, context.Canceled) {
+	if err := s.Write(ctx, recs(t, newChunk(t, "t", entry{1, 0, om{{"a", 1}}}))); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Write: %v, want context.Canceled", err)
 	}
 	if got := files(t, dir); len(got) != 0 {
@@ -450,7 +453,7 @@ func TestFailedWriteMovesToNewFile(t *testing.T) {
 	write(t, s, newChunk(t, "t", entry{1, 0, om{{"a", 1}}}))
 	// Make the next write fail by closing the file under the sink.
 	s.f.Close()
-	if err := s.Write(context.Background(), []*chunk.Chunk{newChunk(t, "t", entry{2, 0, om{{"a", 2}}})}); err == nil {
+	if err := s.Write(context.Background(), recs(t, newChunk(t, "t", entry{2, 0, om{{"a", 2}}}))); err == nil {
 		t.Fatal("Write to a closed file succeeded")
 	}
 	write(t, s, newChunk(t, "t", entry{3, 0, om{{"a", 3}}}))
