@@ -70,7 +70,7 @@ func (q *Queue) createDeadLetterStream(ctx context.Context) error {
 		Replicas:    q.cfg.Stream.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("queue: create stream %s: %w", q.DeadLetterStream(), err)
+		return fmt.Errorf("queue: create stream %s: %w%s", q.DeadLetterStream(), err, storageHint(err))
 	}
 	return nil
 }

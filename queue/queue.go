@@ -286,7 +286,7 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || strings.Contains(err.Error(), "retention") {
 			return nil, fmt.Errorf("queue: stream %s exists with other settings that cannot be changed in place (retention cannot): %w", sc.Name, err)
 		}
-		return nil, fmt.Errorf("queue: create stream %s: %w", sc.Name, err)
+		return nil, fmt.Errorf("queue: create stream %s: %w%s", sc.Name, err, storageHint(err))
 	}
 	if err := q.createDeadLetterStream(ctx); err != nil {
 		q.Close()
@@ -294,6 +294,14 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 	}
 	q.metrics = newMetrics(set.Registerer)
 	return q, nil
+}
+
+// storageHint explains JetStream's refusal to reserve a stream's max_bytes.
+func storageHint(err error) string {
+	if strings.Contains(err.Error(), "insufficient") {
+		return " (JetStream reserves each stream's max_bytes up front: lower nats.stream.max_bytes and nats.dead_letter.max_bytes, or give JetStream more store: nats.embedded.max_store, or the server's max_file_store)"
+	}
+	return ""
 }
 
 func startEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error) {

@@ -270,3 +270,16 @@ func TestExternalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStoreTooSmallSaysWhatToChange asks for a stream larger than the
+// JetStream store: the error says which settings to change.
+func TestStoreTooSmallSaysWhatToChange(t *testing.T) {
+	cfg := Config{}
+	cfg.Embedded.StoreDir = t.TempDir()
+	cfg.Embedded.MaxStore = 64 << 20
+	cfg.SetDefaults()
+	_, err := Open(context.Background(), cfg, component.Settings{})
+	if err == nil || !strings.Contains(err.Error(), "nats.stream.max_bytes") {
+		t.Fatalf("Open with a 64MiB store and a 10GiB stream: %v", err)
+	}
+}
