@@ -50,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("PermanentThenReplay", func(t *testing.T) { permanentThenReplay(t, h(t)) })
 	t.Run("RetryLimit", func(t *testing.T) { retryLimit(t, h(t)) })
 	t.Run("AtLeastOnceAcrossRestart", func(t *testing.T) { acrossRestart(t, h(t)) })
+	t.Run("LongWriteIsNotRedelivered", func(t *testing.T) { longWrite(t, h(t)) })
 }
 
 // env is a queue with one sink consumer and the records published to it.
@@ -284,6 +285,7 @@ type faulty struct {
 	flakyOnce     func(n int) bool // records failed once, retryably
 	always        func(n int) bool // records failed retryably every time
 	hold          chan struct{}    // when set, writes wait for it
+	slowFirst     time.Duration    // the first write takes this long
 	flaked        map[int]bool     // flakyOnce records already failed
 	batches       [][]int          // n of each batch written through
 	ids           map[int][]string // record ids seen for each n
@@ -312,6 +314,16 @@ func (f *faulty) Write(ctx context.Context, recs []sinks.Record) error {
 		f.mu.Unlock()
 		select {
 		case <-f.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		f.mu.Lock()
+	}
+	if d := f.slowFirst; d > 0 {
+		f.slowFirst = 0
+		f.mu.Unlock()
+		select {
+		case <-time.After(d):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -557,5 +569,37 @@ func acrossRestart(t *testing.T, d Destination) {
 		if got := f.ids[n]; len(got) == 0 || got[0] != ids[0] {
 			t.Fatalf("record %d: id %v before the restart, %v after", n, ids, got)
 		}
+	}
+}
+
+// longWrite takes 2.5 ack waits for one write: in-progress acks keep the
+// message from being redelivered meanwhile.
+func longWrite(t *testing.T, d Destination) {
+	e := newEnv(t)
+	f := &faulty{inner: d.NewSink(t), t: t, slowFirst: 2500 * time.Millisecond}
+	e.runner(f, func(c *sinks.RunnerConfig) { c.Concurrency = 1; c.MaxRecords = 1000 })
+	e.publish("t", 1, 10)
+	waitDelivered(t, d, e.sent)
+	e.settle()
+	exactly(t, d.Delivered(t), e.sent)
+	f.mu.Lock()
+	writes := f.writes
+	f.mu.Unlock()
+	if writes != 1 {
+		t.Errorf("%d writes, want 1: the message was redelivered during the long write", writes)
+	}
+	if got := e.count("sluice_sink_in_progress_acks_total", "", ""); got < 1 {
+		t.Errorf("no in-progress ack during a write of 2.5 ack waits")
+	}
+	c, err := e.q.JetStream().Consumer(context.Background(), e.q.StreamName(), queue.ConsumerName("conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 {
+		t.Errorf("%d messages redelivered", info.NumRedelivered)
 	}
 }
