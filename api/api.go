@@ -1,9 +1,11 @@
-// Package api serves sluice's HTTP API on chi: liveness, readiness and
-// Prometheus metrics. (HTTP ingest and the operator API build on it.)
+// Package api serves sluice's HTTP API on chi: liveness and readiness
+// (open, for probes), Prometheus metrics and the operator API (behind the API
+// token), and HTTP ingest under /v1/ingest (behind the ingest tokens).
 package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,12 +20,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/tlsconfig"
 )
 
 // Config configures the API listener.
 type Config struct {
 	// Listen is the API address.
 	Listen string `yaml:"listen"`
+	// Auth protects the operator API and /metrics (not /healthz, /readyz).
+	Auth AuthConfig `yaml:"auth"`
+	// TLS serves the API over HTTPS.
+	TLS tlsconfig.Config `yaml:"tls"`
 }
 
 // SetDefaults fills zero values.
@@ -35,10 +42,17 @@ func (c *Config) SetDefaults() {
 
 // Validate checks the configuration; error texts start with the field name.
 func (c *Config) Validate() error {
+	var errs []error
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+		errs = append(errs, fmt.Errorf("listen: %q is not host:port", c.Listen))
 	}
-	return nil
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("auth.%w", err))
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("tls.%w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // Check is a named readiness check; nil means ready.
@@ -56,19 +70,49 @@ type Server struct {
 	checks []Check
 }
 
-// New returns the API server. gatherer serves /metrics; checks decide /readyz.
-func New(cfg Config, gatherer prometheus.Gatherer, checks []Check, set component.Settings) *Server {
+// Deps are what the API serves.
+type Deps struct {
+	// Gatherer serves /metrics.
+	Gatherer prometheus.Gatherer
+	// Checks decide /readyz.
+	Checks []Check
+	// Operator serves the operator API under /v1; nil leaves it out.
+	Operator Operator
+	// Ingest, when set, is mounted at /v1/ingest/ with its own auth (the
+	// API token does not apply to it).
+	Ingest http.Handler
+}
+
+// New returns the API server; cfg must be valid.
+func New(cfg Config, deps Deps, set component.Settings) (*Server, error) {
 	set = set.Defaults()
-	s := &Server{cfg: cfg, log: set.Logger.With("listener", "api"), checks: checks}
+	tokens, err := cfg.Auth.Load()
+	if err != nil {
+		return nil, fmt.Errorf("api: auth.%w", err)
+	}
+	tlsConf, err := cfg.TLS.Load()
+	if err != nil {
+		return nil, fmt.Errorf("api: tls.%w", err)
+	}
+	s := &Server{cfg: cfg, log: set.Logger.With("listener", "api"), checks: deps.Checks}
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Get("/readyz", s.ready)
-	r.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	s.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	return s
+	if deps.Ingest != nil {
+		r.Mount("/v1/ingest", deps.Ingest)
+	}
+	r.Group(func(r chi.Router) {
+		r.Use(BearerAuth("api", tokens, AuthFailures(set.Registerer)))
+		r.Handle("/metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
+		if deps.Operator != nil {
+			s.mountOperator(r, deps.Operator)
+		}
+	})
+	s.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf}
+	return s, nil
 }
 
 func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
@@ -97,6 +141,9 @@ func (s *Server) Start(ctx context.Context) error {
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)
+	}
+	if s.srv.TLSConfig != nil {
+		ln = tls.NewListener(ln, s.srv.TLSConfig)
 	}
 	s.ln = ln
 	go func() {

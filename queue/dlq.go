@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -225,4 +226,40 @@ func (q *Queue) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
 		return 0, fmt.Errorf("queue: %w", err)
 	}
 	return s.CachedInfo().State.LastSeq + 1, nil
+}
+
+// DeadLetterAt returns the dead letter stored at a dead-letter sequence.
+func (q *Queue) DeadLetterAt(ctx context.Context, storedSeq uint64) (*DeadLetter, error) {
+	s, err := q.js.Stream(ctx, q.DeadLetterStream())
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	m, err := s.GetMsg(ctx, storedSeq)
+	if err != nil {
+		return nil, fmt.Errorf("queue: dead letter %d: %w", storedSeq, err)
+	}
+	h := m.Header
+	seq, _ := strconv.ParseUint(h.Get(HeaderSeq), 10, 64)
+	idx, _ := strconv.Atoi(h.Get(HeaderIndex))
+	att, _ := strconv.Atoi(h.Get(HeaderAttempts))
+	return &DeadLetter{Sink: h.Get(HeaderSink), Tag: h.Get(HeaderTag), Seq: seq, Index: idx, Attempts: att,
+		Err: h.Get(HeaderError), Entry: m.Data, StoredSeq: m.Sequence, Stored: m.Time}, nil
+}
+
+// DeadLetterCounts returns the number of dead letters of each sink.
+func (q *Queue) DeadLetterCounts(ctx context.Context) (map[string]uint64, error) {
+	s, err := q.js.Stream(ctx, q.DeadLetterStream())
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(q.cfg.Stream.SubjectPrefix+"-dlq.>"))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	prefix := q.cfg.Stream.SubjectPrefix + "-dlq."
+	out := make(map[string]uint64, len(info.State.Subjects))
+	for subj, n := range info.State.Subjects {
+		out[strings.TrimPrefix(subj, prefix)] = n
+	}
+	return out, nil
 }

@@ -154,6 +154,13 @@ type Runner struct {
 	mu     sync.Mutex
 	active map[*message]struct{} // messages with records in progress
 
+	stats struct {
+		delivered, dead, retried atomic.Int64
+		mu                       sync.Mutex
+		lastErr                  string
+		lastErrAt                time.Time
+	}
+
 	hard     context.Context // ends waits, writes and retries
 	hardStop context.CancelFunc
 	workers  sync.WaitGroup
@@ -439,9 +446,11 @@ func (r *Runner) deliver(recs []Record) {
 		}
 		if err == nil {
 			r.m.delivered.Add(float64(len(recs)))
+			r.stats.delivered.Add(int64(len(recs)))
 			r.settle(recs)
 			return
 		}
+		r.noteError(err)
 		var (
 			retry []Record
 			dead  = map[string][]Record{}
@@ -473,6 +482,7 @@ func (r *Runner) deliver(recs []Record) {
 				}
 			}
 			r.m.delivered.Add(float64(len(delivered)))
+			r.stats.delivered.Add(int64(len(delivered)))
 			r.settle(delivered)
 		} else {
 			r.m.errors.WithLabelValues(errKind(err)).Inc()
@@ -489,6 +499,7 @@ func (r *Runner) deliver(recs []Record) {
 			return
 		}
 		r.m.retried.Add(float64(len(retry)))
+		r.stats.retried.Add(int64(len(retry)))
 		wait := max(r.backoff(attempt), delay)
 		r.log.Warn("write failed; retrying", "records", len(retry), "attempt", attempt, "retry_in", wait, "err", err)
 		if !r.sleep(wait) {
@@ -555,9 +566,34 @@ func (r *Runner) bury(ctx context.Context, recs []Record, reason string, attempt
 	}
 	r.log.Warn("records sent to the dead-letter stream", "records", len(recs), "attempts", attempts, "err", reason)
 	r.m.dead.Add(float64(len(recs)))
+	r.stats.dead.Add(int64(len(recs)))
 	r.settle(recs)
 	return true
 }
+
+func (r *Runner) noteError(err error) {
+	r.stats.mu.Lock()
+	r.stats.lastErr, r.stats.lastErrAt = err.Error(), time.Now()
+	r.stats.mu.Unlock()
+}
+
+// Stats are a runner's counts since it started and its last write error.
+type Stats struct {
+	Delivered, Dead, Retried int64
+	LastError                string
+	LastErrorAt              time.Time
+}
+
+// Stats returns the runner's counts and last error.
+func (r *Runner) Stats() Stats {
+	r.stats.mu.Lock()
+	defer r.stats.mu.Unlock()
+	return Stats{Delivered: r.stats.delivered.Load(), Dead: r.stats.dead.Load(), Retried: r.stats.retried.Load(),
+		LastError: r.stats.lastErr, LastErrorAt: r.stats.lastErrAt}
+}
+
+// Name is the sink's name.
+func (r *Runner) Name() string { return r.name }
 
 // DeadLetterStore is the dead-letter stream; the queue implements it.
 type DeadLetterStore interface {

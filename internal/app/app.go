@@ -35,6 +35,8 @@ type App struct {
 	api     *api.Server
 	wrap    func(name string, s sinks.Sink) sinks.Sink
 	byName  map[string]*sinks.Runner
+	// extraListeners report the listeners beside Forward for the status.
+	extraListeners []func() api.ListenerStatus
 }
 
 // Option changes how an App is built.
@@ -103,9 +105,18 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.forward.Start(ctx); err != nil {
 		return err
 	}
-	a.api = api.New(a.cfg.API, a.reg, []api.Check{
-		{Name: "jetstream", Check: a.q.Healthy},
-	}, a.set)
+	names := make([]string, len(a.cfg.Sinks))
+	for i, sc := range a.cfg.Sinks {
+		names[i] = sc.Name
+	}
+	a.reg.MustRegister(queue.NewConsumerCollector(a.q, names))
+	if a.api, err = api.New(a.cfg.API, api.Deps{
+		Gatherer: a.reg,
+		Checks:   []api.Check{{Name: "jetstream", Check: a.q.Healthy}},
+		Operator: operator{a},
+	}, a.set); err != nil {
+		return err
+	}
 	if err := a.api.Start(ctx); err != nil {
 		return err
 	}
@@ -205,6 +216,30 @@ func (a *App) Kill() {
 	if a.q != nil {
 		a.q.Close()
 	}
+}
+
+// listenerMetric reads the value of a metric with the given listener label.
+func listenerMetric(g prometheus.Gatherer, name, listener string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "listener" && l.GetValue() == listener {
+					if m.Gauge != nil {
+						return m.Gauge.GetValue()
+					}
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // NewLogger builds the process logger from the log configuration.
