@@ -198,8 +198,12 @@ func NewRunner(name string, sink Sink, cons jetstream.Consumer, dlq DeadLetters,
 
 // Start begins pulling and writing in the background.
 func (r *Runner) Start() error {
+	// A short pull expiry bounds how long a sink waits after a failed pull
+	// (e.g. no responders while its consumer's leader is re-elected in a
+	// cluster): the client issues a new pull at the latest when one expires.
 	cc, err := r.cons.Consume(r.receive,
 		jetstream.PullMaxMessagesWithBytesLimit(r.cfg.PullMessages, r.cfg.BufferBytes),
+		jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if r.hard.Err() == nil {
 				r.log.Warn("pulling messages", "err", err)
