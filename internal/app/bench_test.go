@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -62,45 +63,8 @@ func BenchmarkIngestForwardAck(b *testing.B) {
 					close(bs.release)
 					shutdown(b, a)
 				}()
-				clients := make([]*forwardtest.Conn, conns)
-				for i := range clients {
-					c, err := forwardtest.Dial(a.ForwardAddr().String())
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer c.Close()
-					clients[i] = c
-				}
 				b.SetBytes(int64(len(payload)))
-				b.ResetTimer()
-				var wg sync.WaitGroup
-				errs := make(chan error, conns)
-				for ci, c := range clients {
-					n := b.N / conns
-					if ci < b.N%conns {
-						n++
-					}
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						msg := make([]byte, 0, len(prefix)+64)
-						for i := 0; i < n; i++ {
-							id := fmt.Sprintf("c%d-%d", ci, i)
-							msg = append(append(msg[:0], prefix...), 0x81)
-							msg = msgp.AppendStr(msgp.AppendStr(msg, "chunk"), id)
-							if err := c.SendAck(msg, id, time.Minute); err != nil {
-								errs <- err
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				select {
-				case err := <-errs:
-					b.Fatal(err)
-				default:
-				}
+				sendWithAcks(b, a.ForwardAddr().String(), prefix, conns)
 				if mode == "e2e" {
 					waitDrained(b, a, "file")
 				}
@@ -113,5 +77,72 @@ func BenchmarkIngestForwardAck(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// sendWithAcks sends b.N chunks over conns connections, each connection
+// waiting for the ack of a chunk before it sends the next, as Fluent Bit's
+// forward output does.
+func sendWithAcks(b *testing.B, addr string, prefix []byte, conns int) {
+	clients := make([]*forwardtest.Conn, conns)
+	for i := range clients {
+		c, err := forwardtest.Dial(addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for ci, c := range clients {
+		n := b.N / conns
+		if ci < b.N%conns {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := make([]byte, 0, len(prefix)+64)
+			for i := 0; i < n; i++ {
+				id := fmt.Sprintf("c%d-%d-%d", ci, i, time.Now().UnixNano())
+				msg = append(append(msg[:0], prefix...), 0x81)
+				msg = msgp.AppendStr(msgp.AppendStr(msg, "chunk"), id)
+				if err := c.SendAck(msg, id, time.Minute); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+}
+
+// BenchmarkForwardTarget sends the same load as BenchmarkIngestForwardAck to
+// any Forward server (another sluice, Fluent Bit, Fluentd) at the address in
+// SLUICE_BENCH_TARGET, to compare them on one machine with one client:
+//
+//	SLUICE_BENCH_TARGET=127.0.0.1:24225 go test -run '^$' -bench ForwardTarget ./internal/app
+func BenchmarkForwardTarget(b *testing.B) {
+	addr := os.Getenv("SLUICE_BENCH_TARGET")
+	if addr == "" {
+		b.Skip("SLUICE_BENCH_TARGET is not set")
+	}
+	const perChunk = 1000
+	payload := containerPayload(perChunk)
+	prefix := packedPrefix("kube.var.log.containers.web-7d9c6b5f4-x2x9q_shop_web-0123456789abcdef.log", payload)
+	for _, conns := range []int{1, 4} {
+		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
+			b.SetBytes(int64(len(payload)))
+			sendWithAcks(b, addr, prefix, conns)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*perChunk)/b.Elapsed().Seconds(), "records/s")
+		})
 	}
 }
