@@ -2,13 +2,14 @@ package api
 
 import (
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicelog/sluice/internal/component"
 )
 
 // AuthConfig lists the bearer tokens a listener accepts. With no token
@@ -53,19 +54,9 @@ func (c AuthConfig) Load() ([]string, error) {
 	return out, nil
 }
 
-// AuthFailures counts rejected requests by listener and reason.
-func AuthFailures(r prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_failures_total",
-		Help: "Requests rejected for missing or wrong credentials, by listener and reason."}, []string{"listener", "reason"})
-	if err := r.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector.(*prometheus.CounterVec)
-		}
-		panic(err) // a programming error: the same name with another shape
-	}
-	return c
-}
+// AuthFailures returns the shared counter of rejected credentials,
+// sluice_auth_failures_total{listener, reason}.
+func AuthFailures(r prometheus.Registerer) *prometheus.CounterVec { return component.AuthFailures(r) }
 
 // BearerAuth lets a request through when it carries one of tokens as
 // `Authorization: Bearer <token>`, compared in constant time; otherwise it

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,10 @@ type Config struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// UDPHeartbeat answers Fluentd's UDP heartbeat on the listen port.
 	UDPHeartbeat *bool `yaml:"udp_heartbeat"`
+	// Security is the shared-key handshake; off when no shared key is set.
+	Security SecurityConfig `yaml:"security"`
+	// TLS is on when a certificate and key are set.
+	TLS TLSConfig `yaml:"tls"`
 }
 
 // SetDefaults fills zero values.
@@ -78,6 +83,8 @@ func (c *Config) SetDefaults() {
 		on := true
 		c.UDPHeartbeat = &on
 	}
+	c.Security.setDefaults()
+	c.TLS.setDefaults()
 }
 
 // Validate checks the configuration; error texts start with the field name.
@@ -105,6 +112,12 @@ func (c *Config) Validate() error {
 	if c.WriteTimeout <= 0 {
 		add("write_timeout", "must be positive")
 	}
+	if _, err := c.Security.load(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.TLS.load(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -117,6 +130,9 @@ type serverMetrics struct {
 	conns     prometheus.Gauge
 	retries   prometheus.Counter
 	heartbeat prometheus.Counter
+	// authFailures counts connections closed by a failed TLS or Forward
+	// handshake, by reason.
+	authFailures *prometheus.CounterVec
 }
 
 func newServerMetrics(r prometheus.Registerer) *serverMetrics {
@@ -138,6 +154,7 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 			Help: "Chunks published again after JetStream refused or failed them.", ConstLabels: l}),
 		heartbeat: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_heartbeats_total",
 			Help: "UDP heartbeats answered.", ConstLabels: l}),
+		authFailures: component.AuthFailures(r).MustCurryWith(l),
 	}
 	r.MustRegister(m.records, m.bytes, m.chunks, m.rejected, m.dropped, m.conns, m.retries, m.heartbeat)
 	return m
@@ -153,6 +170,8 @@ type Server struct {
 
 	ln  net.Listener
 	udp net.PacketConn
+	// auth checks the handshake; nil when it is off. Set by Start.
+	auth *authenticator
 
 	// hard ends every wait: it is cancelled by Close, or by Shutdown when its
 	// context ends before the connections drained.
@@ -182,13 +201,31 @@ func New(cfg Config, pub Publisher, set component.Settings) *Server {
 	}
 }
 
-// Start listens on TCP (and UDP for the heartbeat) and serves in the
-// background. It returns once the listeners are bound.
+// Start reads the secrets and certificates, listens on TCP (with TLS when
+// configured; UDP for the heartbeat) and serves in the background. It
+// returns once the listeners are bound.
 func (s *Server) Start(ctx context.Context) error {
+	auth, err := s.cfg.Security.load()
+	if err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	tc, err := s.cfg.TLS.load()
+	if err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	s.auth = auth
+	if auth != nil || tc != nil {
+		for _, r := range authReasons {
+			s.m.authFailures.WithLabelValues(r)
+		}
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("forward: listen: %w", err)
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	s.ln = ln
 	if *s.cfg.UDPHeartbeat {
@@ -205,7 +242,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.wg.Add(1)
 	go s.accept()
-	s.log.Info("forward listener started", "addr", ln.Addr().String())
+	s.log.Info("forward listener started", "addr", ln.Addr().String(), "tls", tc != nil,
+		"client_certificates", tc != nil && tc.ClientCAs != nil, "shared_key", auth != nil,
+		"users", len(s.cfg.Security.Users))
 	return nil
 }
 
@@ -371,9 +410,14 @@ func (c *conn) serve() {
 		s.m.conns.Dec()
 		s.wg.Done()
 	}()
+	// Nothing is read as Forward events before the handshakes succeeded.
+	rest, ok := c.open()
+	if !ok {
+		return
+	}
 	ackDone := make(chan struct{})
 	go func() { c.ackLoop(); close(ackDone) }()
-	err := c.readLoop()
+	err := c.readLoop(rest)
 	close(c.pending)
 	<-ackDone
 	var fe *Error
@@ -388,10 +432,12 @@ func (c *conn) serve() {
 
 const maxBatchBytes = 1 << 20
 
-func (c *conn) readLoop() error {
+// readLoop decodes and submits the Forward stream, starting with the bytes
+// in initial (read during the handshake).
+func (c *conn) readLoop(initial []byte) error {
 	bufSize := int(c.s.cfg.ReadBufferBytes)
 	maxBuf := int(c.s.cfg.MaxChunkBytes) + bufSize
-	buf := make([]byte, 0, bufSize)
+	buf := append(make([]byte, 0, max(bufSize, len(initial))), initial...)
 	shortAt := 0      // bytes buffered when a value was last found incomplete
 	readFull := false // whether the last read filled all the free space
 	for {

@@ -16,8 +16,10 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/ingest/forward"
+	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
 	"github.com/sluicelog/sluice/sinks/file"
@@ -32,6 +34,8 @@ type App struct {
 	sinks   []sinks.Sink
 	runners []*sinks.Runner
 	forward *forward.Server
+	ingest  *httpin.Handler
+	http    *httpin.Server
 	api     *api.Server
 	wrap    func(name string, s sinks.Sink) sinks.Sink
 	byName  map[string]*sinks.Runner
@@ -105,6 +109,24 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.forward.Start(ctx); err != nil {
 		return err
 	}
+	httpCfg := a.cfg.HTTP.Config
+	// One entry above the queue's message size could never be stored.
+	httpCfg.MaxRecordBytes = min(httpCfg.MaxRecordBytes, units.ByteSize(a.q.MaxMessageBytes()))
+	tokens, err := a.cfg.HTTP.Auth.Load()
+	if err != nil {
+		return fmt.Errorf("http.auth.%w", err)
+	}
+	a.ingest = httpin.NewHandler(httpCfg, a.q, a.set)
+	ingest := api.BearerAuth("http", tokens, api.AuthFailures(a.reg))(a.ingest)
+	if httpCfg.Listen != httpin.ListenDisabled {
+		a.http = httpin.NewServer(httpCfg, ingest, a.set)
+		if err := a.http.Start(ctx); err != nil {
+			return err
+		}
+		a.extraListeners = append(a.extraListeners, func() api.ListenerStatus {
+			return api.ListenerStatus{Name: "http", Addr: a.http.Addr().String()}
+		})
+	}
 	names := make([]string, len(a.cfg.Sinks))
 	for i, sc := range a.cfg.Sinks {
 		names[i] = sc.Name
@@ -114,6 +136,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		Gatherer: a.reg,
 		Checks:   []api.Check{{Name: "jetstream", Check: a.q.Healthy}},
 		Operator: operator{a},
+		Ingest:   ingest,
 	}, a.set); err != nil {
 		return err
 	}
@@ -162,6 +185,14 @@ func (a *App) RewindSinkToTime(ctx context.Context, sink string, t time.Time) (u
 // ForwardAddr is the bound Forward listener address.
 func (a *App) ForwardAddr() net.Addr { return a.forward.Addr() }
 
+// HTTPAddr is the bound HTTP ingest address, nil when it is off.
+func (a *App) HTTPAddr() net.Addr {
+	if a.http == nil {
+		return nil
+	}
+	return a.http.Addr()
+}
+
 // APIAddr is the bound API address.
 func (a *App) APIAddr() net.Addr { return a.api.Addr() }
 
@@ -171,14 +202,22 @@ func (a *App) Registry() *prometheus.Registry { return a.reg }
 // Queue is the app's queue.
 func (a *App) Queue() *queue.Queue { return a.q }
 
-// Shutdown stops in order: stop accepting and finish the chunks in flight
-// (stored and acknowledged), stop the sinks' runners after they wrote and
-// acknowledged what they hold, close the sinks, then the API, then JetStream.
+// Shutdown stops in order: the listeners (Forward, HTTP ingest, the API)
+// stop accepting and finish what is in flight (stored and acknowledged), the
+// sinks' runners write and acknowledge what they hold, the sinks close, then
+// JetStream.
 // Each step gets what is left of ctx; errors are joined.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	if a.forward != nil {
 		errs = append(errs, a.forward.Shutdown(ctx))
+	}
+	if a.http != nil {
+		errs = append(errs, a.http.Shutdown(ctx))
+	}
+	if a.api != nil {
+		// The API also serves ingest: it stops with the listeners.
+		errs = append(errs, a.api.Shutdown(ctx))
 	}
 	for _, r := range a.runners {
 		errs = append(errs, r.Shutdown(ctx))
@@ -186,8 +225,8 @@ func (a *App) Shutdown(ctx context.Context) error {
 	for _, s := range a.sinks {
 		errs = append(errs, s.Close(ctx))
 	}
-	if a.api != nil {
-		errs = append(errs, a.api.Shutdown(ctx))
+	if a.ingest != nil {
+		a.ingest.Close()
 	}
 	if a.q != nil {
 		a.q.Close()
@@ -204,6 +243,9 @@ func (a *App) Kill() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	if a.http != nil {
+		_ = a.http.Shutdown(ctx)
+	}
 	for _, r := range a.runners {
 		_ = r.Shutdown(ctx)
 	}

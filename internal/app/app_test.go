@@ -33,6 +33,7 @@ func testConfig(t testing.TB, store, out string) *config.Config {
 	c := &config.Config{}
 	c.NATS.Embedded.StoreDir = store
 	c.Forward.Listen = "127.0.0.1:0"
+	c.HTTP.Listen = "127.0.0.1:0"
 	c.API.Listen = "127.0.0.1:0"
 	c.Sinks = []config.SinkConfig{{Name: "file", File: &file.Config{Path: out}}}
 	c.ShutdownTimeout = 20 * time.Second

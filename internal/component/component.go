@@ -3,6 +3,7 @@
 package component
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"time"
@@ -30,4 +31,23 @@ func (s Settings) Defaults() Settings {
 		s.Now = time.Now
 	}
 	return s
+}
+
+// AuthFailures returns the counter every listener shares for rejected
+// credentials, sluice_auth_failures_total{listener, reason}, registering it
+// on r the first time.
+func AuthFailures(r prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_failures_total",
+		Help: "Connections or requests rejected for missing or wrong credentials (token, shared key, user, TLS), by listener and reason."},
+		[]string{"listener", "reason"})
+	if err := r.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+		panic(err) // the same name registered with another shape: a programming error
+	}
+	return c
 }

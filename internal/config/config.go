@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/ingest/forward"
+	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks/file"
@@ -27,10 +28,18 @@ type Config struct {
 	Log     LogConfig      `yaml:"log"`
 	NATS    queue.Config   `yaml:"nats"`
 	Forward forward.Config `yaml:"forward"`
+	HTTP    HTTPConfig     `yaml:"http"`
 	API     api.Config     `yaml:"api"`
 	Sinks   []SinkConfig   `yaml:"sinks"`
 	// ShutdownTimeout bounds the orderly shutdown on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// HTTPConfig is HTTP ingest: on its own port and under /v1/ingest/ on the
+// API port, with its own bearer tokens.
+type HTTPConfig struct {
+	httpin.Config `yaml:",inline"`
+	Auth          api.AuthConfig `yaml:"auth"`
 }
 
 // LogConfig configures sluice's own logs.
@@ -106,6 +115,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.NATS.SetDefaults()
 	c.Forward.SetDefaults()
+	c.HTTP.SetDefaults()
 	c.API.SetDefaults()
 	if c.Sinks == nil {
 		c.Sinks = []SinkConfig{{File: &file.Config{}}}
@@ -171,7 +181,12 @@ func (c *Config) Validate() error {
 	}
 	sub("nats", c.NATS.Validate())
 	sub("forward", c.Forward.Validate())
+	sub("http", c.HTTP.Config.Validate())
+	sub("http.auth", c.HTTP.Auth.Validate())
 	sub("api", c.API.Validate())
+	if c.HTTP.Listen != httpin.ListenDisabled && c.HTTP.Listen == c.API.Listen && !strings.HasSuffix(c.API.Listen, ":0") {
+		add("http.listen", fmt.Errorf("%q is also api.listen: HTTP ingest is served there under /v1/ingest/ anyway; use another port or off", c.HTTP.Listen))
+	}
 	if len(c.Sinks) == 0 {
 		add("sinks", errors.New("at least one sink is required (with none, nothing would keep the logs)"))
 	}
@@ -334,5 +349,5 @@ func (c *Config) Summary() string {
 	if c.NATS.URL != "" {
 		nats = c.NATS.URL
 	}
-	return fmt.Sprintf("forward=%s api=%s nats=%s sinks=%s", c.Forward.Listen, c.API.Listen, nats, strings.Join(sinks, ","))
+	return fmt.Sprintf("forward=%s http=%s api=%s nats=%s sinks=%s", c.Forward.Listen, c.HTTP.Listen, c.API.Listen, nats, strings.Join(sinks, ","))
 }

@@ -105,6 +105,7 @@ func clNodeLoss(t *testing.T, urls []string, onConn bool, stop func(name string)
 	cfg.NATS.Stream.MaxBytes = 256 << 20
 	cfg.NATS.DeadLetter.MaxBytes = 64 << 20
 	cfg.Forward.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.Sinks = []config.SinkConfig{{Name: "file", File: &file.Config{Path: out}, AckWait: 2 * time.Second}}
 	cfg.ShutdownTimeout = 20 * time.Second

@@ -398,6 +398,8 @@ nats:
 forward:
   listen: "127.0.0.1:0"
   udp_heartbeat: false
+http:
+  listen: "127.0.0.1:0"
 api:
   listen: "127.0.0.1:0"
 sinks:

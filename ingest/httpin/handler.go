@@ -1,0 +1,626 @@
+package httpin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zlib"
+	"github.com/klauspost/compress/zstd"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/tlsconfig"
+	"github.com/sluicelog/sluice/internal/units"
+)
+
+// Publisher stores chunks durably; the queue implements it.
+type Publisher interface {
+	// Publish starts storing c and returns at once (or blocks briefly when the
+	// publisher is saturated). The chunk must not change until the returned
+	// Pending reports.
+	Publish(c *chunk.Chunk) (chunk.Pending, error)
+}
+
+// Config configures HTTP ingest.
+type Config struct {
+	// Listen is the address of the separate ingest port (Fluentd in_http's
+	// 9880 by default); "off" disables it (the API port still serves
+	// /v1/ingest).
+	Listen string `yaml:"listen"`
+	// TLS serves the separate port over HTTPS.
+	TLS tlsconfig.Config `yaml:"tls"`
+	// MaxBodyBytes caps a request body as sent (413 above it).
+	MaxBodyBytes units.ByteSize `yaml:"max_body_bytes"`
+	// MaxDecompressedBytes caps a gzip, deflate or zstd body once inflated
+	// (413 above it).
+	MaxDecompressedBytes units.ByteSize `yaml:"max_decompressed_bytes"`
+	// MaxRecordBytes caps one record in msgpack (413 above it); it must stay
+	// below the queue's message size.
+	MaxRecordBytes units.ByteSize `yaml:"max_record_bytes"`
+	// MaxRecords caps the records of one request (413 above it).
+	MaxRecords int `yaml:"max_records"`
+	// MaxConcurrentRequests bounds the requests read, decoded and waiting
+	// for storage at once; others wait before their body is read.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
+	// HeaderTag names a request header whose value, when present, is the tag
+	// (Fluent Bit's header_tag); otherwise the tag is the URL path.
+	HeaderTag string `yaml:"header_tag"`
+	// TimeKeys are the record keys that may hold the record's time; the key
+	// used is removed from the record. Default: [date, time] (Fluent Bit's
+	// json_date_key, Fluentd's time key); [] disables.
+	TimeKeys []string `yaml:"time_keys"`
+	// StoreTimeout bounds the wait for JetStream to store a request's
+	// records (503 after it).
+	StoreTimeout time.Duration `yaml:"store_timeout"`
+	// ReadTimeout bounds reading a whole request on the separate port.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+}
+
+// ListenDisabled as Listen turns the separate port off ("" cannot: it
+// means the default).
+const ListenDisabled = "off"
+
+// SetDefaults fills zero values.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":9880"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 16 << 20
+	}
+	if c.MaxDecompressedBytes == 0 {
+		c.MaxDecompressedBytes = 64 << 20
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if c.MaxRecords == 0 {
+		c.MaxRecords = DefaultMaxRecords
+	}
+	if c.MaxConcurrentRequests == 0 {
+		c.MaxConcurrentRequests = 64
+	}
+	if c.TimeKeys == nil {
+		c.TimeKeys = append([]string(nil), DefaultTimeKeys...)
+	}
+	if c.StoreTimeout == 0 {
+		c.StoreTimeout = 30 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = time.Minute
+	}
+}
+
+// Validate checks the configuration; error texts start with the field name.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, msg string) { errs = append(errs, fmt.Errorf("%s: %s", field, msg)) }
+	if c.Listen != ListenDisabled {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			add("listen", fmt.Sprintf("%q is not host:port (or %q to disable)", c.Listen, ListenDisabled))
+		}
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("tls.%w", err))
+	}
+	if c.MaxBodyBytes < 1<<10 || c.MaxBodyBytes > 1<<30 {
+		add("max_body_bytes", "must be between 1KiB and 1GiB")
+	}
+	if c.MaxDecompressedBytes < c.MaxBodyBytes || c.MaxDecompressedBytes > 4<<30 {
+		add("max_decompressed_bytes", "must be at least max_body_bytes and at most 4GiB")
+	}
+	if c.MaxRecordBytes < 1<<10 || c.MaxRecordBytes > 64<<20 {
+		add("max_record_bytes", "must be between 1KiB and 64MiB")
+	}
+	if c.MaxRecords < 1 {
+		add("max_records", "must be positive")
+	}
+	if c.MaxConcurrentRequests < 1 {
+		add("max_concurrent_requests", "must be positive")
+	}
+	if strings.ContainsAny(c.HeaderTag, " :\t\r\n") {
+		add("header_tag", fmt.Sprintf("%q is not a header name", c.HeaderTag))
+	}
+	for i, k := range c.TimeKeys {
+		if k == "" {
+			add(fmt.Sprintf("time_keys[%d]", i), "must not be empty")
+		}
+	}
+	if c.StoreTimeout <= 0 {
+		add("store_timeout", "must be positive")
+	}
+	if c.ReadTimeout <= 0 {
+		add("read_timeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// Reasons a request is refused before decoding; metric label values next to
+// the decoder's.
+const (
+	ReasonTag         = "bad_tag"
+	ReasonContentType = "bad_content_type" // 415
+	ReasonEncoding    = "bad_encoding"     // unsupported Content-Encoding (415)
+	ReasonCompression = "bad_compression"  // corrupt compressed body
+	ReasonTooLarge    = "too_large"        // body above max_body_bytes
+	ReasonDecompress  = "decompress_limit" // above max_decompressed_bytes
+	ReasonForm        = "bad_form"         // form without json=/ndjson=/msgpack=
+	ReasonQuery       = "bad_query"        // bad ?time= or ?format=
+	ReasonRead        = "read_failed"      // the body could not be read
+)
+
+// MaxTagBytes caps a tag, as the Forward listener does.
+const MaxTagBytes = 1024
+
+type metrics struct {
+	records  prometheus.Counter
+	bytes    prometheus.Counter
+	rejected *prometheus.CounterVec
+	requests *prometheus.CounterVec
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	l := prometheus.Labels{"listener": "http"}
+	// The first three share name and help with the Forward listener's, so
+	// that both register in one registry and sum across listeners.
+	m := &metrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_records_total",
+			Help: "Records stored durably (and acknowledged when asked).", ConstLabels: l}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_bytes_total",
+			Help: "Bytes of records stored durably, after decompression.", ConstLabels: l}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_rejected_total",
+			Help: "Connections closed for bad input, by reason.", ConstLabels: l}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_http_requests_total",
+			Help: "HTTP ingest requests answered, by status code.", ConstLabels: l}, []string{"code"}),
+	}
+	r.MustRegister(m.records, m.bytes, m.rejected, m.requests)
+	return m
+}
+
+// Handler serves HTTP ingest: POST /<tag> with a body of records. It is
+// mounted on its own port by Server and under /v1/ingest on the API port
+// (chi Mount, or http.StripPrefix). It is safe for concurrent use.
+//
+// Answers: 200 with an empty body once every record is stored in JetStream
+// (as Fluentd's in_http; Fluent Bit takes any 2xx); 400 {"error": ...} for a
+// bad body, tag or query (nothing stored); 405 for other methods than POST;
+// 413 above a size limit; 415 for an unknown Content-Type or
+// Content-Encoding; 429 with Retry-After: 1 when the stream is full; 503
+// with Retry-After: 5 when JetStream cannot store.
+type Handler struct {
+	cfg  Config
+	pub  Publisher
+	log  *slog.Logger
+	now  func() time.Time
+	m    *metrics
+	sem  *semaphore.Weighted
+	zstd *zstd.Decoder
+
+	bufs sync.Pool // *[]byte: bodies, inflated bodies and entries
+}
+
+// NewHandler returns the ingest handler; cfg must have its defaults set and
+// be valid. It registers its metrics on set.Registerer; use one Handler for
+// both ports.
+func NewHandler(cfg Config, pub Publisher, set component.Settings) *Handler {
+	set = set.Defaults()
+	zs, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderMaxMemory(uint64(cfg.MaxDecompressedBytes)))
+	if err != nil {
+		panic(err) // only for invalid options, which these are not
+	}
+	return &Handler{
+		cfg:  cfg,
+		pub:  pub,
+		log:  set.Logger.With("listener", "http"),
+		now:  set.Now,
+		m:    newMetrics(set.Registerer),
+		sem:  semaphore.NewWeighted(int64(cfg.MaxConcurrentRequests)),
+		zstd: zs,
+	}
+}
+
+// Close releases the zstd decoder; the handler must not serve afterwards.
+func (h *Handler) Close() { h.zstd.Close() }
+
+// httpError is an answer other than 200.
+type httpError struct {
+	code       int
+	reason     string // for sluice_ingest_rejected_total; "" not counted
+	retryAfter int
+	msg        string
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := h.serve(w, r); e != nil {
+		h.fail(w, e)
+		return
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
+	h.m.requests.WithLabelValues("200").Inc()
+}
+
+func (h *Handler) fail(w http.ResponseWriter, e *httpError) {
+	if e.reason != "" {
+		h.m.rejected.WithLabelValues(e.reason).Inc()
+	}
+	h.m.requests.WithLabelValues(strconv.Itoa(e.code)).Inc()
+	if e.code == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	body, _ := json.Marshal(map[string]string{"error": e.msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.code)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func bad(reason, format string, args ...any) *httpError {
+	return &httpError{code: http.StatusBadRequest, reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *httpError {
+	if r.Method != http.MethodPost {
+		return &httpError{code: http.StatusMethodNotAllowed, msg: "use POST"}
+	}
+	tag, err := h.tag(r)
+	if err != nil {
+		return bad(ReasonTag, "%v", err)
+	}
+	if r.ContentLength > int64(h.cfg.MaxBodyBytes) {
+		return h.tooLarge()
+	}
+	q := r.URL.Query()
+	f, form, e := h.format(r, q)
+	if e != nil {
+		return e
+	}
+	opts := Options{TimeKeys: h.cfg.TimeKeys, MaxRecords: h.cfg.MaxRecords, MaxRecordBytes: int(h.cfg.MaxRecordBytes)}
+	if t := q.Get("time"); t != "" {
+		if opts.Time, err = parseQueryTime(t); err != nil {
+			return bad(ReasonQuery, "time query parameter: %v", err)
+		}
+	}
+	enc, e := encoding(r)
+	if e != nil {
+		return e
+	}
+
+	if err := h.sem.Acquire(r.Context(), 1); err != nil {
+		return &httpError{code: http.StatusServiceUnavailable, retryAfter: 1, msg: "request ended while waiting: " + err.Error()}
+	}
+	defer h.sem.Release(1)
+
+	bodyBuf := h.getBuf()
+	defer h.putBuf(bodyBuf)
+	body, e := h.readBody(w, r, *bodyBuf)
+	*bodyBuf = body
+	if e != nil {
+		return e
+	}
+	if enc != "" {
+		inflated := h.getBuf()
+		defer h.putBuf(inflated)
+		if body, e = h.inflate(enc, body, *inflated); e != nil {
+			return e
+		}
+		*inflated = body
+	}
+	if form {
+		if body, f, e = formField(body, q); e != nil {
+			return e
+		}
+	}
+
+	opts.Now = h.now()
+	entBuf := h.getBuf()
+	entries, count, err := AppendDecode((*entBuf)[:0], body, f, opts)
+	*entBuf = entries
+	if err != nil {
+		h.putBuf(entBuf)
+		var de *Error
+		if errors.As(err, &de) {
+			code := http.StatusBadRequest
+			if de.Reason == ReasonTooMany || de.Reason == ReasonRecordTooLarge {
+				code = http.StatusRequestEntityTooLarge
+			}
+			return &httpError{code: code, reason: de.Reason, msg: de.Error()}
+		}
+		return bad(ReasonRecord, "%v", err)
+	}
+	if count == 0 {
+		h.putBuf(entBuf)
+		return nil
+	}
+	return h.store(r.Context(), &chunk.Chunk{Tag: tag, Count: count, Entries: entries}, entBuf)
+}
+
+// store publishes c and waits until it is stored. The entries buffer goes
+// back to the pool only once the publisher is done with it.
+func (h *Handler) store(ctx context.Context, c *chunk.Chunk, buf *[]byte) *httpError {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.StoreTimeout)
+	defer cancel()
+	p, err := h.pub.Publish(c)
+	if err == nil {
+		err = p.Wait(ctx)
+	}
+	if err == nil || !errors.Is(err, ctx.Err()) {
+		h.putBuf(buf) // the publisher reported: it no longer needs the bytes
+	}
+	if err != nil {
+		e := backpressure(err)
+		h.log.Warn("records not stored", "tag", c.Tag, "records", c.Count, "status", e.code, "err", err)
+		return e
+	}
+	h.m.records.Add(float64(c.Count))
+	h.m.bytes.Add(float64(len(c.Entries)))
+	return nil
+}
+
+// errCodeStoreFailed is nats-server's JSStreamStoreFailedF: the stream is
+// full ("maximum bytes exceeded", discard new) or the store cannot write.
+const errCodeStoreFailed = 10077
+
+// backpressure maps a storage failure to 429 (the stream is full or the
+// publisher saturated: retry soon) or 503 (JetStream unavailable, timed out
+// or anything else: retry later). Forwarders keep the records either way.
+func backpressure(err error) *httpError {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed,
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+		return &httpError{code: http.StatusTooManyRequests, retryAfter: 1,
+			msg: "log stream is full, retry later: " + err.Error()}
+	case errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable,
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, context.DeadlineExceeded):
+		return &httpError{code: http.StatusServiceUnavailable, retryAfter: 5,
+			msg: "JetStream is unavailable, retry later: " + err.Error()}
+	}
+	return &httpError{code: http.StatusServiceUnavailable, retryAfter: 5,
+		msg: "records not stored, retry later: " + err.Error()}
+}
+
+func (h *Handler) tooLarge() *httpError {
+	return &httpError{code: http.StatusRequestEntityTooLarge, reason: ReasonTooLarge,
+		msg: fmt.Sprintf("body is above the limit of %d bytes", h.cfg.MaxBodyBytes)}
+}
+
+// tag returns the tag: the header_tag header when set and present, else
+// the path below the mount point with slashes turned into dots (Fluentd
+// in_http: POST /a/b is tag a.b).
+func (h *Handler) tag(r *http.Request) (string, error) {
+	tag := ""
+	if h.cfg.HeaderTag != "" {
+		tag = r.Header.Get(h.cfg.HeaderTag)
+	}
+	if tag == "" {
+		path := r.URL.Path
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePath != "" {
+			path = rc.RoutePath // below a chi Mount
+		}
+		tag = strings.ReplaceAll(strings.Trim(path, "/"), "/", ".")
+	}
+	switch {
+	case tag == "":
+		return "", errors.New("tag is empty: POST to /<tag>")
+	case len(tag) > MaxTagBytes:
+		return "", fmt.Errorf("tag of %d bytes is above the limit of %d", len(tag), MaxTagBytes)
+	case !utf8.ValidString(tag):
+		return "", errors.New("tag is not valid UTF-8")
+	}
+	for i := 0; i < len(tag); i++ {
+		if c := tag[i]; c < 0x20 || c == 0x7f {
+			return "", fmt.Errorf("tag has control character 0x%02x", c)
+		}
+	}
+	return tag, nil
+}
+
+// format picks the body format from ?format= or the Content-Type; form
+// reports a form body whose json=/ndjson=/msgpack= field holds the records.
+func (h *Handler) format(r *http.Request, q url.Values) (f Format, form bool, e *httpError) {
+	if name := q.Get("format"); name != "" {
+		f, ok := ParseFormat(name)
+		if !ok {
+			return 0, false, bad(ReasonQuery, "format query parameter %q: want json, json_lines, json_stream or msgpack", name)
+		}
+		return f, false, nil
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return FormatJSON, false, nil // sniffing is not worth it: JSON is the common case
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return 0, false, &httpError{code: http.StatusUnsupportedMediaType, reason: ReasonContentType,
+			msg: fmt.Sprintf("Content-Type %q: %v", ct, err)}
+	}
+	switch mt {
+	case "application/json", "text/json", "application/csp-report":
+		return FormatJSON, false, nil
+	case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines",
+		"application/jsonlines", "application/json-lines":
+		return FormatNDJSON, false, nil
+	case "application/json-seq", "application/stream+json", "application/x-json-stream":
+		return FormatJSONStream, false, nil
+	case "application/msgpack", "application/x-msgpack", "application/vnd.msgpack":
+		return FormatMsgpack, false, nil
+	case "application/x-www-form-urlencoded":
+		return 0, true, nil
+	}
+	return 0, false, &httpError{code: http.StatusUnsupportedMediaType, reason: ReasonContentType,
+		msg: fmt.Sprintf("Content-Type %q is not supported: use application/json, application/x-ndjson, application/msgpack or application/x-www-form-urlencoded", mt)}
+}
+
+func encoding(r *http.Request) (string, *httpError) {
+	ce := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	switch ce {
+	case "", "identity":
+		return "", nil
+	case "gzip", "x-gzip":
+		return "gzip", nil
+	case "zstd", "deflate":
+		return ce, nil
+	}
+	return "", &httpError{code: http.StatusUnsupportedMediaType, reason: ReasonEncoding,
+		msg: fmt.Sprintf("Content-Encoding %q is not supported: use gzip, zstd or deflate", ce)}
+}
+
+// parseQueryTime reads Fluentd's ?time=: epoch seconds, possibly
+// fractional (0 means now, as in Fluentd), or an RFC 3339 time.
+func parseQueryTime(s string) (time.Time, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f == 0 {
+			return time.Time{}, nil
+		}
+		sec, nsec, ok := floatTime(f)
+		if !ok {
+			return time.Time{}, fmt.Errorf("%q is out of range", s)
+		}
+		return time.Unix(int64(sec), int64(nsec)), nil
+	}
+	if sec, nsec, ok := stringTime(s); ok {
+		return time.Unix(int64(sec), int64(nsec)), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither epoch seconds nor an RFC 3339 time", s)
+}
+
+// formField returns the records of a form body: Fluentd's msgpack=, json=
+// or ndjson= field, from the body or else the query.
+func formField(body []byte, q url.Values) ([]byte, Format, *httpError) {
+	vals, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, 0, bad(ReasonForm, "form body: %v", err)
+	}
+	for _, src := range []url.Values{vals, q} {
+		if v, ok := src["msgpack"]; ok {
+			return []byte(v[0]), FormatMsgpack, nil
+		}
+		if v, ok := src["json"]; ok {
+			return []byte(v[0]), FormatJSON, nil
+		}
+		if v, ok := src["ndjson"]; ok {
+			return []byte(v[0]), FormatNDJSON, nil
+		}
+	}
+	return nil, 0, bad(ReasonForm, "form body needs a 'json', 'ndjson' or 'msgpack' field")
+}
+
+// readBody reads the body into buf, at most max_body_bytes.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, *httpError) {
+	limit := int64(h.cfg.MaxBodyBytes)
+	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
+		buf = make([]byte, 0, r.ContentLength)
+	}
+	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), buf[:0], math.MaxInt)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return body, h.tooLarge()
+		}
+		return body, bad(ReasonRead, "reading the body: %v", err)
+	}
+	return body, nil
+}
+
+var errLimit = errors.New("limit exceeded")
+
+// readAll reads r to its end into buf; more than limit bytes is errLimit.
+func readAll(r io.Reader, buf []byte, limit int) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return buf, errLimit
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// inflate decompresses body into buf, never beyond max_decompressed_bytes.
+func (h *Handler) inflate(enc string, body, buf []byte) ([]byte, *httpError) {
+	limit := int(h.cfg.MaxDecompressedBytes)
+	tooBig := &httpError{code: http.StatusRequestEntityTooLarge, reason: ReasonDecompress,
+		msg: fmt.Sprintf("%s body inflates above the limit of %d bytes", enc, limit)}
+	var (
+		out []byte
+		err error
+	)
+	switch enc {
+	case "zstd":
+		out, err = h.zstd.DecodeAll(body, buf[:0])
+		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) || len(out) > limit {
+			return out, tooBig
+		}
+	case "gzip":
+		var zr *gzip.Reader
+		if zr, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
+			out, err = readAll(zr, buf[:0], limit) // every member
+		}
+	case "deflate":
+		var zr io.ReadCloser
+		if zr, err = zlib.NewReader(bytes.NewReader(body)); err == nil {
+			out, err = readAll(zr, buf[:0], limit)
+		}
+	}
+	if errors.Is(err, errLimit) {
+		return out, tooBig
+	}
+	if err != nil {
+		return out, bad(ReasonCompression, "%s body: %v", enc, err)
+	}
+	return out, nil
+}
+
+// Buffers above this size are not kept for reuse.
+const maxPooledBuf = 4 << 20
+
+func (h *Handler) getBuf() *[]byte {
+	if b, ok := h.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 64<<10)
+	return &b
+}
+
+func (h *Handler) putBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
+	*b = (*b)[:0]
+	h.bufs.Put(b)
+}
