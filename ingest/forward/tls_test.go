@@ -1,127 +1,24 @@
 package forward
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/internal/testcerts"
 )
-
-// testCA is a certificate authority generated for a test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a certificate and key signed by ca, in PEM: for a server at
-// 127.0.0.1, or for a client.
-func (ca *testCA) issue(t *testing.T, name string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// clientCert returns a client certificate signed by ca.
-func (ca *testCA) clientCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	c, k := ca.issue(t, "fluent-bit", false)
-	cert, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-func writeFile(t *testing.T, dir, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // tlsFiles writes a server certificate and key signed by ca (and, when
 // clientCA is set, its certificate) and returns the TLS configuration.
-func tlsFiles(t *testing.T, ca, clientCA *testCA) TLSConfig {
+func tlsFiles(t *testing.T, ca, clientCA *testcerts.CA) TLSConfig {
 	t.Helper()
-	dir := t.TempDir()
-	c, k := ca.issue(t, "sluice", true)
-	cfg := TLSConfig{CertFile: writeFile(t, dir, "server.crt", c), KeyFile: writeFile(t, dir, "server.key", k)}
-	if clientCA != nil {
-		cfg.ClientCAFile = writeFile(t, dir, "clients.crt", clientCA.pem)
-	}
-	return cfg
+	f := testcerts.Files(t, ca, clientCA)
+	return TLSConfig{CertFile: f.CertFile, KeyFile: f.KeyFile, ClientCAFile: f.ClientCAFile}
 }
 
 func dialTLS(t *testing.T, s *Server, cfg *tls.Config) (*forwardtest.Conn, error) {
@@ -139,12 +36,12 @@ func sendOne(c *forwardtest.Conn, id string) error {
 }
 
 func TestTLS(t *testing.T) {
-	ca, other := newCA(t, "sluice test CA"), newCA(t, "another CA")
+	ca, other := testcerts.NewCA(t, "sluice test CA"), testcerts.NewCA(t, "another CA")
 	pub := &memPub{}
 	s, _ := startServer(t, pub, func(c *Config) { c.TLS = tlsFiles(t, ca, nil) })
 
 	t.Run("verified", func(t *testing.T) {
-		c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.pool()})
+		c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +51,7 @@ func TestTLS(t *testing.T) {
 	})
 	t.Run("client trusts another CA", func(t *testing.T) {
 		before := authFailures(s, AuthReasonTLS)
-		_, err := dialTLS(t, s, &tls.Config{RootCAs: other.pool()})
+		_, err := dialTLS(t, s, &tls.Config{RootCAs: other.Pool()})
 		var unknown x509.UnknownAuthorityError
 		if !errors.As(err, &unknown) {
 			t.Fatalf("dial with the wrong CA: %v, want unknown authority", err)
@@ -176,12 +73,12 @@ func TestTLS(t *testing.T) {
 }
 
 func TestTLSClientCertificates(t *testing.T) {
-	ca, other := newCA(t, "sluice test CA"), newCA(t, "another CA")
+	ca, other := testcerts.NewCA(t, "sluice test CA"), testcerts.NewCA(t, "another CA")
 	pub := &memPub{}
 	s, _ := startServer(t, pub, func(c *Config) { c.TLS = tlsFiles(t, ca, ca) })
 
 	t.Run("certificate signed by the client CA", func(t *testing.T) {
-		c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{ca.clientCert(t)}})
+		c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.ClientCert(t)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,13 +91,13 @@ func TestTLSClientCertificates(t *testing.T) {
 		certs []tls.Certificate
 	}{
 		{"no certificate", nil},
-		{"certificate of another CA", []tls.Certificate{other.clientCert(t)}},
+		{"certificate of another CA", []tls.Certificate{other.ClientCert(t)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, stored := authFailures(s, AuthReasonTLS), pub.records()
 			// With TLS 1.3 the client finishes its side before the server
 			// checks the certificate: the refusal shows on the first read.
-			c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.pool(), Certificates: tc.certs})
+			c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool(), Certificates: tc.certs})
 			if err == nil {
 				if err = sendOne(c, "refused"); err == nil {
 					t.Fatal("chunk acknowledged without a valid client certificate")
@@ -215,10 +112,10 @@ func TestTLSClientCertificates(t *testing.T) {
 }
 
 func TestTLSWithSharedKey(t *testing.T) {
-	ca := newCA(t, "sluice test CA")
+	ca := testcerts.NewCA(t, "sluice test CA")
 	pub := &memPub{}
 	s, _ := startServer(t, pub, withKey(func(c *Config) { c.TLS = tlsFiles(t, ca, nil) }))
-	c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.pool()})
+	c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +125,7 @@ func TestTLSWithSharedKey(t *testing.T) {
 	if err := sendOne(c, "both"); err != nil {
 		t.Fatal(err)
 	}
-	bad, err := dialTLS(t, s, &tls.Config{RootCAs: ca.pool()})
+	bad, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +144,7 @@ func TestTLSWithSharedKey(t *testing.T) {
 
 // TestTLSHandshakeTimeout closes a client that never starts TLS.
 func TestTLSHandshakeTimeout(t *testing.T) {
-	ca := newCA(t, "sluice test CA")
+	ca := testcerts.NewCA(t, "sluice test CA")
 	s, _ := startServer(t, &memPub{}, func(c *Config) {
 		c.TLS = tlsFiles(t, ca, nil)
 		c.Security.HandshakeTimeout = 200 * time.Millisecond
@@ -260,16 +157,16 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 }
 
 func TestTLSMinVersion(t *testing.T) {
-	ca := newCA(t, "sluice test CA")
+	ca := testcerts.NewCA(t, "sluice test CA")
 	s, _ := startServer(t, &memPub{}, func(c *Config) {
 		c.TLS = tlsFiles(t, ca, nil)
 		c.TLS.MinVersion = "1.3"
 	})
-	if _, err := dialTLS(t, s, &tls.Config{RootCAs: ca.pool(), MaxVersion: tls.VersionTLS12}); err == nil {
+	if _, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool(), MaxVersion: tls.VersionTLS12}); err == nil {
 		t.Fatal("TLS 1.2 accepted with min_version 1.3")
 	}
 	waitAuthFailures(t, s, AuthReasonTLS, 1)
-	c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.pool()})
+	c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,10 +176,10 @@ func TestTLSMinVersion(t *testing.T) {
 }
 
 func TestTLSConfigValidate(t *testing.T) {
-	ca := newCA(t, "sluice test CA")
+	ca := testcerts.NewCA(t, "sluice test CA")
 	good := tlsFiles(t, ca, ca)
 	dir := t.TempDir()
-	notPEM := writeFile(t, dir, "not.pem", []byte("not a certificate"))
+	notPEM := testcerts.WriteFile(t, dir, "not.PEM", []byte("not a certificate"))
 	cases := []struct {
 		name  string
 		tls   TLSConfig
