@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,9 @@ type App struct {
 	byName  map[string]*sinks.Runner
 	// extraListeners report the listeners beside Forward for the status.
 	extraListeners []func() api.ListenerStatus
+	// stopping is set when Shutdown begins: readiness fails from then on so
+	// that load balancers stop sending new connections.
+	stopping atomic.Bool
 }
 
 // Option changes how an App is built.
@@ -134,7 +138,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.reg.MustRegister(queue.NewConsumerCollector(a.q, names))
 	if a.api, err = api.New(a.cfg.API, api.Deps{
 		Gatherer: a.reg,
-		Checks:   []api.Check{{Name: "jetstream", Check: a.q.Healthy}},
+		Checks: []api.Check{
+			{Name: "jetstream", Check: a.q.Healthy},
+			{Name: "listeners", Check: a.listenersReady},
+		},
 		Operator: operator{a},
 		Ingest:   ingest,
 	}, a.set); err != nil {
@@ -185,6 +192,14 @@ func (a *App) RewindSinkToTime(ctx context.Context, sink string, t time.Time) (u
 // ForwardAddr is the bound Forward listener address.
 func (a *App) ForwardAddr() net.Addr { return a.forward.Addr() }
 
+// listenersReady fails once shutdown began.
+func (a *App) listenersReady() error {
+	if a.stopping.Load() {
+		return errors.New("shutting down: listeners stop accepting")
+	}
+	return nil
+}
+
 // HTTPAddr is the bound HTTP ingest address, nil when it is off.
 func (a *App) HTTPAddr() net.Addr {
 	if a.http == nil {
@@ -208,6 +223,7 @@ func (a *App) Queue() *queue.Queue { return a.q }
 // JetStream.
 // Each step gets what is left of ctx; errors are joined.
 func (a *App) Shutdown(ctx context.Context) error {
+	a.stopping.Store(true)
 	var errs []error
 	if a.forward != nil {
 		errs = append(errs, a.forward.Shutdown(ctx))

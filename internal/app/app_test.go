@@ -487,6 +487,11 @@ func TestHeartbeatAndHealth(t *testing.T) {
 			t.Errorf("%s: %q does not contain %s", path, body, want)
 		}
 	}
+	// Once shutdown begins, readiness fails so that traffic moves away.
+	a.stopping.Store(true)
+	if code, body := apiCall(t, "GET", "http://"+a.APIAddr().String()+"/readyz", "", ""); code != 503 || !strings.Contains(string(body), "listeners") {
+		t.Errorf("/readyz while stopping: %d %s", code, body)
+	}
 }
 
 func httpGet(t testing.TB, url string) string {
