@@ -147,9 +147,11 @@ type Runner struct {
 	log  *slog.Logger
 	m    runnerMetrics
 
-	cc      jetstream.ConsumeContext
-	msgs    chan jetstream.Msg
-	batches chan []Record
+	cc        jetstream.ConsumeContext
+	msgs      chan jetstream.Msg
+	batches   chan []Record
+	batchPool sync.Pool // of *[]Record
+	scratch   []Record  // records of one message, reused by run
 
 	mu     sync.Mutex
 	active map[*message]struct{} // messages with records in progress
@@ -280,9 +282,10 @@ func (r *Runner) run() {
 		case <-r.hard.Done():
 			return false
 		}
-		batch, size = nil, 0
+		batch, size = r.getBatch(), 0
 		return true
 	}
+	batch = r.getBatch()
 	add := func(m jetstream.Msg) bool {
 		for _, rec := range r.records(m) {
 			if len(batch) > 0 && (len(batch) >= r.cfg.MaxRecords || size+rec.Size() > r.cfg.MaxBytes) {
@@ -329,6 +332,7 @@ func (r *Runner) run() {
 }
 
 // records decodes a message into records and registers it as in progress.
+// The records are in scratch space, valid until the next call.
 func (r *Runner) records(m jetstream.Msg) []Record {
 	md, err := m.Metadata()
 	if err != nil {
@@ -336,9 +340,8 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 		return nil
 	}
 	c, err := queue.ChunkFromMsg(m)
-	var recs []Record
+	recs := r.scratch[:0]
 	if err == nil {
-		recs = make([]Record, 0, c.Count)
 		for off, i := 0, 0; off < len(c.Entries); i++ {
 			var e chunk.Entry
 			if e, off, err = chunk.ReadEntry(c.Entries, off); err != nil {
@@ -369,7 +372,23 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 		recs[i].owner = msg
 	}
 	r.track(msg, true)
+	r.scratch = recs
 	return recs
+}
+
+// getBatch returns an empty batch slice, recycled when possible.
+func (r *Runner) getBatch() []Record {
+	if b, ok := r.batchPool.Get().(*[]Record); ok {
+		return (*b)[:0]
+	}
+	return make([]Record, 0, min(r.cfg.MaxRecords, 4096))
+}
+
+// putBatch recycles a delivered batch slice.
+func (r *Runner) putBatch(b []Record) {
+	clear(b)
+	b = b[:0]
+	r.batchPool.Put(&b)
 }
 
 func (r *Runner) track(m *message, on bool) {
@@ -411,6 +430,7 @@ func (r *Runner) work() {
 	defer r.workers.Done()
 	for b := range r.batches {
 		r.deliver(b)
+		r.putBatch(b)
 	}
 }
 

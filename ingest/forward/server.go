@@ -370,7 +370,7 @@ type conn struct {
 
 	// batch gathers Message-mode events of one tag without a chunk id, which
 	// arrive one record at a time, into one chunk.
-	batch    []byte
+	batch    *[]byte // from entryBufs
 	batchTag []byte
 	batchN   int
 }
@@ -381,6 +381,7 @@ type inflight struct {
 	err    error
 	ack    string
 	weight int64
+	buf    *[]byte // holds c.Entries; recycled once c is stored
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -517,7 +518,7 @@ func (c *conn) handle(ev *Event) error {
 		return c.submit(nil, ev.Chunk)
 	}
 	if ev.Mode == ModeMessage && ev.Chunk == nil {
-		if c.batchN > 0 && (string(c.batchTag) != string(ev.Tag) || len(c.batch)+len(ev.Entries) > maxBatchBytes) {
+		if c.batchN > 0 && (string(c.batchTag) != string(ev.Tag) || len(*c.batch)+len(ev.Entries) > maxBatchBytes) {
 			if err := c.flushBatch(); err != nil {
 				return err
 			}
@@ -525,7 +526,10 @@ func (c *conn) handle(ev *Event) error {
 		if c.batchN == 0 {
 			c.batchTag = append(c.batchTag[:0], ev.Tag...)
 		}
-		c.batch = append(c.batch, ev.Entries...)
+		if c.batch == nil {
+			c.batch = getBuf(maxBatchBytes)
+		}
+		*c.batch = append(*c.batch, ev.Entries...)
 		c.batchN++
 		return nil
 	}
@@ -535,24 +539,54 @@ func (c *conn) handle(ev *Event) error {
 	if ev.Count == 0 {
 		return c.submit(nil, ev.Chunk)
 	}
-	entries := make([]byte, len(ev.Entries))
-	copy(entries, ev.Entries)
-	return c.submit(&chunk.Chunk{Tag: string(ev.Tag), ID: string(ev.Chunk), Count: ev.Count, Entries: entries}, ev.Chunk)
+	buf := getBuf(len(ev.Entries))
+	*buf = append(*buf, ev.Entries...)
+	return c.submitBuf(&chunk.Chunk{Tag: string(ev.Tag), ID: string(ev.Chunk), Count: ev.Count, Entries: *buf}, ev.Chunk, buf)
+}
+
+// entryBufs recycles the buffers chunks are copied into: a chunk's buffer
+// returns once JetStream has stored the chunk, so that steady ingest does
+// not allocate (and zero) fresh memory for every chunk.
+var entryBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
+
+// maxPooledBuf is the largest buffer kept for reuse.
+const maxPooledBuf = 4 << 20
+
+func getBuf(n int) *[]byte {
+	b := entryBufs.Get().(*[]byte)
+	if cap(*b) < n {
+		*b = make([]byte, 0, n)
+	}
+	*b = (*b)[:0]
+	return b
+}
+
+func putBuf(b *[]byte) {
+	if b != nil && cap(*b) <= maxPooledBuf {
+		entryBufs.Put(b)
+	}
 }
 
 func (c *conn) flushBatch() error {
 	if c.batchN == 0 {
 		return nil
 	}
-	ch := &chunk.Chunk{Tag: string(c.batchTag), Count: c.batchN, Entries: c.batch}
+	ch := &chunk.Chunk{Tag: string(c.batchTag), Count: c.batchN, Entries: *c.batch}
+	buf := c.batch
 	c.batch, c.batchN = nil, 0
-	return c.submit(ch, nil)
+	return c.submitBuf(ch, nil, buf)
 }
 
 // submit publishes ch (nil for an ack-only item) and queues it for the acker.
 // It blocks while the connection's in-flight limits are reached.
 func (c *conn) submit(ch *chunk.Chunk, ackID []byte) error {
-	it := &inflight{c: ch, ack: string(ackID)}
+	return c.submitBuf(ch, ackID, nil)
+}
+
+// submitBuf is submit for a chunk whose entries are in buf, a buffer from
+// entryBufs that returns there once the chunk is stored.
+func (c *conn) submitBuf(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
+	it := &inflight{c: ch, ack: string(ackID), buf: buf}
 	if ch != nil {
 		it.weight = min(int64(len(ch.Entries)), int64(c.s.cfg.MaxInflightBytes))
 		if err := c.inflight.Acquire(c.s.hard, it.weight); err != nil {
@@ -575,6 +609,8 @@ func (c *conn) ackLoop() {
 		if it.c != nil && !broken {
 			if err := c.store(it); err != nil {
 				broken = true // shutting down hard: no more acks
+			} else {
+				putBuf(it.buf) // stored: the publisher is done with the bytes
 			}
 		}
 		if it.ack != "" && !broken {
