@@ -43,7 +43,15 @@ type RunnerConfig struct {
 	// PullMessages and BufferBytes bound the messages pulled ahead.
 	PullMessages int
 	BufferBytes  int
+	// Transform, when set, rewrites every record before it is batched
+	// (enrichment).
+	Transform Transform
 }
+
+// Transform rewrites a record: it appends the new msgpack record to dst and
+// returns the extended slice; keep false drops the record (it counts as
+// settled). It may change rec's time. It must be safe for concurrent use.
+type Transform func(ctx context.Context, dst []byte, rec *Record) (out []byte, keep bool)
 
 func (c *RunnerConfig) setDefaults() {
 	if c.MaxRecords <= 0 {
@@ -94,6 +102,7 @@ type runnerMetrics struct {
 	undecoded  prometheus.Counter
 	replayed   prometheus.Counter
 	inProgress prometheus.Counter
+	dropped    prometheus.Counter
 }
 
 func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
@@ -116,11 +125,13 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 		Help: "Dead letters replayed to the sink.", ConstLabels: l})
 	inProgress := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_in_progress_acks_total",
 		Help: "In-progress acks sent to keep long-running messages from redelivery.", ConstLabels: l})
-	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress)
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_records_dropped_total",
+		Help: "Records dropped before the sink by enrichment (excluded pods).", ConstLabels: l})
+	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped)
 	return runnerMetrics{
 		delivered: records.WithLabelValues("delivered"), dead: records.WithLabelValues("dead"),
 		retried: retried, errors: errs, acked: acked, batchSize: batch, latency: lat,
-		undecoded: undecoded, replayed: replayed, inProgress: inProgress,
+		undecoded: undecoded, replayed: replayed, inProgress: inProgress, dropped: dropped,
 	}
 }
 
@@ -128,7 +139,11 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 type message struct {
 	msg       jetstream.Msg
 	remaining atomic.Int64
+	arena     *[]byte // transformed records; recycled with the message
 }
+
+// arenas recycle the buffers transformed records are written into.
+var arenas = sync.Pool{New: func() any { b := make([]byte, 0, 512<<10); return &b }}
 
 // Runner feeds one sink from its durable consumer. It turns messages into
 // records, groups them into batches (count, bytes, linger, and the sink's own
@@ -152,6 +167,7 @@ type Runner struct {
 	batches   chan []Record
 	batchPool sync.Pool // of *[]Record
 	scratch   []Record  // records of one message, reused by run
+	spans     [][2]int  // transformed record spans, reused by run
 
 	mu     sync.Mutex
 	active map[*message]struct{} // messages with records in progress
@@ -363,6 +379,9 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 			fmt.Sprintf("undecodable message: %v", err), 1)
 		return nil
 	}
+	if r.cfg.Transform != nil && len(recs) > 0 {
+		recs = r.transform(msg, recs)
+	}
 	if len(recs) == 0 {
 		r.ack(msg)
 		return nil
@@ -374,6 +393,38 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 	r.track(msg, true)
 	r.scratch = recs
 	return recs
+}
+
+// transform rewrites the records of a message into the message's arena
+// and leaves out the dropped ones.
+func (r *Runner) transform(msg *message, recs []Record) []Record {
+	arena := arenas.Get().(*[]byte)
+	buf := (*arena)[:0]
+	spans := r.spans[:0]
+	kept := recs[:0]
+	dropped := 0
+	for i := range recs {
+		start := len(buf)
+		var keep bool
+		buf, keep = r.cfg.Transform(r.hard, buf, &recs[i])
+		if !keep {
+			buf = buf[:start]
+			dropped++
+			continue
+		}
+		spans = append(spans, [2]int{start, len(buf)})
+		kept = append(kept, recs[i])
+	}
+	for i := range kept {
+		kept[i].Record = buf[spans[i][0]:spans[i][1]]
+	}
+	*arena = buf
+	msg.arena = arena
+	r.spans = spans
+	if dropped > 0 {
+		r.m.dropped.Add(float64(dropped))
+	}
+	return kept
 }
 
 // getBatch returns an empty batch slice, recycled when possible.
@@ -446,6 +497,12 @@ func (r *Runner) settle(recs []Record) {
 
 func (r *Runner) ack(m *message) {
 	r.track(m, false)
+	if m.arena != nil {
+		if cap(*m.arena) <= 8<<20 {
+			arenas.Put(m.arena)
+		}
+		m.arena = nil
+	}
 	if err := m.msg.Ack(); err != nil {
 		r.log.Warn("ack failed; the message will be redelivered", "err", err)
 		return
@@ -646,8 +703,16 @@ func (r *Runner) ReplayDeadLetters(ctx context.Context, store DeadLetterStore, m
 			if err != nil {
 				continue
 			}
-			recs = append(recs, Record{Tag: d.Tag, Entry: e, Seq: d.Seq, Index: d.Index})
+			rec := Record{Tag: d.Tag, Entry: e, Seq: d.Seq, Index: d.Index}
 			stored = append(stored, d.StoredSeq)
+			if r.cfg.Transform != nil {
+				out, keep := r.cfg.Transform(ctx, nil, &rec)
+				if !keep {
+					continue // dropped now (e.g. its pod is excluded): settled
+				}
+				rec.Record = out
+			}
+			recs = append(recs, rec)
 		}
 		r.deliver(recs)
 		if err := r.hard.Err(); err != nil {

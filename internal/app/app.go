@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/enrich"
+	"github.com/sluicelog/sluice/enrich/kube"
 	"github.com/sluicelog/sluice/ingest/forward"
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/component"
@@ -39,6 +41,8 @@ type App struct {
 	http    *httpin.Server
 	api     *api.Server
 	wrap    func(name string, s sinks.Sink) sinks.Sink
+	kube    *kube.Cache
+	pods    enrich.Pods // for tests: pod metadata without a cluster
 	byName  map[string]*sinks.Runner
 	// extraListeners report the listeners beside Forward for the status.
 	extraListeners []func() api.ListenerStatus
@@ -82,6 +86,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.q, err = queue.Open(ctx, a.cfg.NATS, a.set); err != nil {
 		return err
 	}
+	transform, err := a.startEnrichment(ctx)
+	if err != nil {
+		return err
+	}
 	for _, sc := range a.cfg.Sinks {
 		sink, err := a.newSink(sc)
 		if err != nil {
@@ -101,6 +109,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			BackoffMin: sc.Retry.BackoffMin, BackoffMax: sc.Retry.BackoffMax,
 			WriteTimeout: sc.WriteTimeout, AckWait: sc.AckWait,
 			PullMessages: min(64, sc.MaxAckPending),
+			Transform:    transform,
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 		}, a.set)
 		if err := r.Start(); err != nil {
@@ -160,6 +169,55 @@ func (a *App) newSink(sc config.SinkConfig) (sinks.Sink, error) {
 		return file.New(*sc.File, sc.Name, a.set.Logger.With("sink", sc.Name), a.set.Now)
 	}
 	return nil, errors.New("no destination configured")
+}
+
+// WithPods makes the app enrich with these pods instead of a cluster's.
+func WithPods(p enrich.Pods) Option { return func(a *App) { a.pods = p } }
+
+// startEnrichment builds the enricher: with the Kubernetes cache when a
+// cluster is configured or found, and returns the sinks' transform, or nil
+// when enrichment is off.
+func (a *App) startEnrichment(ctx context.Context) (sinks.Transform, error) {
+	ec := a.cfg.Enrich
+	if ec.Enabled != nil && !*ec.Enabled {
+		return nil, nil
+	}
+	pods := a.pods
+	if pods == nil && (ec.Kubernetes.Enabled == nil || *ec.Kubernetes.Enabled) {
+		client, err := kube.NewClient(ec.Kubernetes)
+		switch {
+		case errors.Is(err, kube.ErrNoCluster) && ec.Kubernetes.Enabled == nil:
+			a.set.Logger.Info("no Kubernetes cluster found: records are not enriched with pod metadata")
+		case err != nil:
+			return nil, fmt.Errorf("enrich.kubernetes: %w", err)
+		default:
+			a.kube = kube.New(ec.Kubernetes, client, a.set)
+			if err := a.kube.Start(ctx); err != nil {
+				return nil, fmt.Errorf("enrich.kubernetes: %w", err)
+			}
+			pods = a.kube
+		}
+	}
+	if pods == nil && ec.Enabled == nil {
+		return nil, nil // auto: no cluster, no enrichment
+	}
+	enr, err := enrich.New(ec, pods, a.set)
+	if err != nil {
+		return nil, fmt.Errorf("enrich: %w", err)
+	}
+	return func(ctx context.Context, dst []byte, rec *sinks.Record) ([]byte, bool) {
+		out, res, err := enr.Enrich(ctx, dst, rec.Tag, rec.Record)
+		if err != nil {
+			return append(dst, rec.Record...), true
+		}
+		if res.Drop {
+			return dst, false
+		}
+		if res.HasTime {
+			rec.Sec, rec.Nsec = res.Time.Unix(), int32(res.Time.Nanosecond())
+		}
+		return out, true
+	}, nil
 }
 
 // ReplayDeadLetters writes up to max of a sink's dead letters to it again.
@@ -244,6 +302,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.ingest != nil {
 		a.ingest.Close()
 	}
+	if a.kube != nil {
+		a.kube.Stop()
+	}
 	if a.q != nil {
 		a.q.Close()
 	}
@@ -270,6 +331,9 @@ func (a *App) Kill() {
 	}
 	if a.api != nil {
 		_ = a.api.Shutdown(ctx)
+	}
+	if a.kube != nil {
+		a.kube.Stop()
 	}
 	if a.q != nil {
 		a.q.Close()

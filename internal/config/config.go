@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/enrich"
 	"github.com/sluicelog/sluice/ingest/forward"
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/units"
@@ -30,6 +31,7 @@ type Config struct {
 	Forward forward.Config `yaml:"forward"`
 	HTTP    HTTPConfig     `yaml:"http"`
 	API     api.Config     `yaml:"api"`
+	Enrich  enrich.Config  `yaml:"enrich"`
 	Sinks   []SinkConfig   `yaml:"sinks"`
 	// ShutdownTimeout bounds the orderly shutdown on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -117,6 +119,7 @@ func (c *Config) SetDefaults() {
 	c.Forward.SetDefaults()
 	c.HTTP.SetDefaults()
 	c.API.SetDefaults()
+	c.Enrich.SetDefaults()
 	if c.Sinks == nil {
 		c.Sinks = []SinkConfig{{File: &file.Config{}}}
 	}
@@ -184,6 +187,7 @@ func (c *Config) Validate() error {
 	sub("http", c.HTTP.Config.Validate())
 	sub("http.auth", c.HTTP.Auth.Validate())
 	sub("api", c.API.Validate())
+	sub("enrich", c.Enrich.Validate())
 	if c.HTTP.Listen != httpin.ListenDisabled && c.HTTP.Listen == c.API.Listen && !strings.HasSuffix(c.API.Listen, ":0") {
 		add("http.listen", fmt.Errorf("%q is also api.listen: HTTP ingest is served there under /v1/ingest/ anyway; use another port or off", c.HTTP.Listen))
 	}

@@ -106,6 +106,8 @@ func clNodeLoss(t *testing.T, urls []string, onConn bool, stop func(name string)
 	cfg.NATS.DeadLetter.MaxBytes = 64 << 20
 	cfg.Forward.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "127.0.0.1:0"
+	off := false
+	cfg.Enrich.Enabled = &off
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.Sinks = []config.SinkConfig{{Name: "file", File: &file.Config{Path: out}, AckWait: 2 * time.Second}}
 	cfg.ShutdownTimeout = 20 * time.Second

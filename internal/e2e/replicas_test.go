@@ -400,6 +400,8 @@ forward:
   udp_heartbeat: false
 http:
   listen: "127.0.0.1:0"
+enrich:
+  enabled: false
 api:
   listen: "127.0.0.1:0"
 sinks:
