@@ -558,6 +558,10 @@ func (e *Enricher) kubernetesMap(pod *kube.Pod, id identity) []byte {
 	if withAnnotations {
 		n++
 	}
+	withNSLabels := len(pod.NamespaceLabels) > 0
+	if withNSLabels {
+		n++
+	}
 	b = msgp.AppendMapHeader(nil, n)
 	for _, f := range fields {
 		b = msgp.AppendStr(msgp.AppendStr(b, f.k), f.v)
@@ -567,6 +571,9 @@ func (e *Enricher) kubernetesMap(pod *kube.Pod, id identity) []byte {
 	}
 	if withAnnotations {
 		b = appendStringMap(msgp.AppendStr(b, "annotations"), pod.Annotations)
+	}
+	if withNSLabels {
+		b = appendStringMap(msgp.AppendStr(b, "namespace_labels"), pod.NamespaceLabels)
 	}
 	for _, t := range tail {
 		if t.v != "" {

@@ -45,8 +45,9 @@ func seedPods() mapPods {
 		},
 		"shop/api-1": {
 			Name: "api-1", Namespace: "shop", UID: "u-api-1", Node: "node-a",
-			Labels:     map[string]string{"app": "api"},
-			Containers: []kube.Container{{Name: "api", Image: "shop/api:1.2", ContainerID: "containerd://" + nginxDockerID}},
+			Labels:          map[string]string{"app": "api"},
+			NamespaceLabels: map[string]string{"team": "payments"},
+			Containers:      []kube.Container{{Name: "api", Image: "shop/api:1.2", ContainerID: "containerd://" + nginxDockerID}},
 		},
 		"shop/noisy": {
 			Name: "noisy", Namespace: "shop", UID: "u-noisy", Node: "node-a",
@@ -169,7 +170,8 @@ func TestJSONLogMergesUnderData(t *testing.T) {
 		t.Fatalf("data %v log %q", got["data"], got["log"])
 	}
 	k := got["kubernetes"].(map[string]any)
-	if k["pod_name"] != "api-1" || k["container_image"] != "shop/api:1.2" || k["annotations"] != nil || k["docker_id"] != nginxDockerID {
+	if k["pod_name"] != "api-1" || k["container_image"] != "shop/api:1.2" || k["annotations"] != nil || k["docker_id"] != nginxDockerID ||
+		k["namespace_labels"].(map[string]any)["team"] != "payments" {
 		t.Fatalf("kubernetes %v", k)
 	}
 }
