@@ -104,7 +104,7 @@ func (p *Parser) parseLogfmt(dst, line []byte) ([]byte, int, time.Time, bool, er
 // appendUnescaped appends raw, a quoted logfmt value with escapes, as a str.
 func appendUnescaped(dst, raw []byte) []byte {
 	h := len(dst)
-	hdr := strHeaderLen(len(raw)) // unescaping never lengthens
+	hdr := msgp.StrHeaderLen(len(raw)) // unescaping never lengthens
 	dst = append(dst, make([]byte, hdr)...)
 	body := len(dst)
 	for i := 0; i < len(raw); i++ {
@@ -139,7 +139,7 @@ func appendUnescaped(dst, raw []byte) []byte {
 		}
 	}
 	n := len(dst) - body
-	if need := strHeaderLen(n); need != hdr {
+	if need := msgp.StrHeaderLen(n); need != hdr {
 		copy(dst[h+need:], dst[body:])
 		dst = dst[:h+need+n]
 	}
@@ -167,16 +167,4 @@ func hexRune(b []byte) (rune, bool) {
 		r = r<<4 | rune(c)
 	}
 	return r, true
-}
-
-func strHeaderLen(n int) int {
-	switch {
-	case n < 32:
-		return 1
-	case n <= 0xff:
-		return 2
-	case n <= 0xffff:
-		return 3
-	}
-	return 5
 }

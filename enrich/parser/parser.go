@@ -228,7 +228,7 @@ func (p *Parser) parseJSON(dst, line []byte) ([]byte, int, time.Time, bool, erro
 				if err != nil {
 					return dst, 0, time.Time{}, false, ErrNoMatch // cannot happen: jsonmp wrote it
 				}
-				ks := vOff - strHeaderLen(len(p.timeKey)) - len(p.timeKey)
+				ks := vOff - msgp.StrHeaderLen(len(p.timeKey)) - len(p.timeKey)
 				out = append(out[:ks], out[ve:]...)
 				pairs--
 			}

@@ -427,56 +427,17 @@ func (d *decoder) defaultTime() (uint32, uint32) {
 func appendNumber(b []byte, s string) ([]byte, error) {
 	if !strings.ContainsAny(s, ".eE") {
 		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return appendInt(b, v), nil
+			return msgp.AppendInt(b, v), nil
 		}
 		if v, err := strconv.ParseUint(s, 10, 64); err == nil {
-			return appendUint(b, v), nil
+			return msgp.AppendUint(b, v), nil
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) {
 		return b, fmt.Errorf("number %.40s is out of range", s)
 	}
-	return appendFloat(b, f), nil
-}
-
-func appendInt(b []byte, v int64) []byte {
-	if v >= 0 {
-		return appendUint(b, uint64(v))
-	}
-	switch {
-	case v >= -32:
-		return append(b, byte(v))
-	case v >= math.MinInt8:
-		return append(b, 0xd0, byte(v))
-	case v >= math.MinInt16:
-		return append(b, 0xd1, byte(v>>8), byte(v))
-	case v >= math.MinInt32:
-		return append(b, 0xd2, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	return append(b, 0xd3, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
-		byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
-func appendUint(b []byte, v uint64) []byte {
-	switch {
-	case v <= 0x7f:
-		return append(b, byte(v))
-	case v <= math.MaxUint8:
-		return append(b, 0xcc, byte(v))
-	case v <= math.MaxUint16:
-		return append(b, 0xcd, byte(v>>8), byte(v))
-	case v <= math.MaxUint32:
-		return append(b, 0xce, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-	}
-	return append(b, 0xcf, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32),
-		byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
-func appendFloat(b []byte, f float64) []byte {
-	u := math.Float64bits(f)
-	return append(b, 0xcb, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32),
-		byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+	return msgp.AppendFloat(b, f), nil
 }
 
 // msgpack decodes a msgpack body.

@@ -135,7 +135,7 @@ func (d *decoder) members(dst []byte, depth int) ([]byte, int, error) {
 
 // isKey reports whether the msgpack str b is d.key.
 func (d *decoder) isKey(b []byte) bool {
-	h := strHeaderLen(len(d.key))
+	h := msgp.StrHeaderLen(len(d.key))
 	return len(b) == h+len(d.key) && string(b[h:]) == d.key
 }
 
@@ -393,7 +393,7 @@ func (d *decoder) strSlow(dst []byte, start, p int) ([]byte, error) {
 		return dst, ErrSyntax
 	}
 	h := len(dst)
-	hdrLen := strHeaderLen(q - start)
+	hdrLen := msgp.StrHeaderLen(q - start)
 	dst = append(dst, make([]byte, hdrLen)...)
 	body := len(dst)
 	dst = append(dst, s[start:p]...)
@@ -423,7 +423,7 @@ func (d *decoder) strSlow(dst []byte, start, p int) ([]byte, error) {
 	}
 	d.pos = q + 1
 	n := len(dst) - body
-	if need := strHeaderLen(n); need != hdrLen {
+	if need := msgp.StrHeaderLen(n); need != hdrLen {
 		// Unescaping changed the length class: move the body.
 		end := len(dst)
 		if need > hdrLen {
@@ -437,18 +437,6 @@ func (d *decoder) strSlow(dst []byte, start, p int) ([]byte, error) {
 	var hdr [5]byte
 	copy(dst[h:], msgp.AppendStrHeader(hdr[:0], n))
 	return dst, nil
-}
-
-func strHeaderLen(n int) int {
-	switch {
-	case n < 32:
-		return 1
-	case n <= 0xff:
-		return 2
-	case n <= 0xffff:
-		return 3
-	}
-	return 5
 }
 
 // unescape decodes the escape whose backslash precedes s[p].

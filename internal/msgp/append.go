@@ -77,3 +77,17 @@ func AppendBool(b []byte, v bool) []byte {
 func AppendNil(b []byte) []byte {
 	return append(b, 0xc0)
 }
+
+// StrHeaderLen returns the size of the str header AppendStrHeader writes for
+// a string of n bytes.
+func StrHeaderLen(n int) int {
+	switch {
+	case n < 32:
+		return 1
+	case n <= 0xff:
+		return 2
+	case n <= 0xffff:
+		return 3
+	}
+	return 5
+}
