@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -412,41 +412,8 @@ func TestFullStreamStopsAcking(t *testing.T) {
 	}))
 	defer shutdown(t, a)
 
-	c, err := forwardtest.Dial(a.ForwardAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	const chunks, per = 30, 400 // ~100 KB a chunk: 3 MB in all, 1 MB fits
-	var (
-		mu    sync.Mutex
-		acked int
-	)
-	errc := make(chan error, 1)
-	go func() {
-		for i := 0; i < chunks; i++ {
-			id := fmt.Sprintf("c%d", i)
-			if err := c.SendAck(packedChunk("app", i*per, per, id), id, 60*time.Second); err != nil {
-				errc <- err
-				return
-			}
-			mu.Lock()
-			acked++
-			mu.Unlock()
-		}
-		errc <- nil
-	}()
-	// Wait until JetStream refused a chunk for lack of space.
-	deadline := time.Now().Add(30 * time.Second)
-	for counter(t, a.Registry(), "sluice_ingest_publish_retries_total", nil) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the stream never filled up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	mu.Lock()
-	stalled := acked
-	mu.Unlock()
+	errc, stalled := fillStream(t, a, chunks, per)
 	if stalled >= chunks {
 		t.Fatalf("all %d chunks acked although the stream was full", chunks)
 	}
@@ -512,3 +479,38 @@ func httpGet(t testing.TB, url string) string {
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// fillStream sends chunks of per records with acks, one at a time, in the
+// background, into a stream too small for them while its sink is held. It
+// returns once JetStream refused a chunk for lack of space, with how many
+// chunks were acknowledged by then; errc reports the end of sending.
+func fillStream(t *testing.T, a *App, chunks, per int) (errc chan error, stalled int) {
+	t.Helper()
+	var acked atomic.Int64
+	errc = make(chan error, 1)
+	go func() {
+		c, err := forwardtest.Dial(a.ForwardAddr().String())
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer c.Close()
+		for i := 0; i < chunks; i++ {
+			id := fmt.Sprintf("c%d", i)
+			if err := c.SendAck(packedChunk("app", i*per, per, id), id, 60*time.Second); err != nil {
+				errc <- err
+				return
+			}
+			acked.Add(1)
+		}
+		errc <- nil
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for counter(t, a.Registry(), "sluice_ingest_publish_retries_total", nil) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never filled up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return errc, int(acked.Load())
+}

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,40 +103,7 @@ func TestDownSinkHoldsOnlyItself(t *testing.T) {
 	defer shutdown(t, a)
 
 	const chunks, per = 30, 400 // ~100 KB a chunk, 3 MB in all; the stream holds 1 MiB
-	var (
-		mu    sync.Mutex
-		acked int
-	)
-	errc := make(chan error, 1)
-	go func() {
-		c, err := forwardtest.Dial(a.ForwardAddr().String())
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer c.Close()
-		for i := 0; i < chunks; i++ {
-			id := fmt.Sprintf("c%d", i)
-			if err := c.SendAck(packedChunk("app", i*per, per, id), id, 60*time.Second); err != nil {
-				errc <- err
-				return
-			}
-			mu.Lock()
-			acked++
-			mu.Unlock()
-		}
-		errc <- nil
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for counter(t, a.Registry(), "sluice_ingest_publish_retries_total", nil) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the stream never filled up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	mu.Lock()
-	stalled := acked
-	mu.Unlock()
+	errc, stalled := fillStream(t, a, chunks, per)
 	if stalled >= chunks {
 		t.Fatal("every chunk was acknowledged although the stream was full")
 	}
