@@ -29,11 +29,14 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./ingest/forward/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendValue -fuzztime=$(FUZZTIME) ./internal/jsonl/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./ingest/httpin/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./enrich/parser/
+	$(GO) test -run='^$$' -fuzz=FuzzAppendObject -fuzztime=$(FUZZTIME) ./internal/jsonmp/
 
-# Benchmarks: codecs, the JSON-lines encoder and ingest over loopback with
-# acks into the embedded JetStream.
+# Benchmarks: codecs, parsers, enrichment, the JSON-lines encoder, the pod
+# cache and ingest over loopback with acks into the embedded JetStream.
 bench:
-	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -benchtime=$(BENCHTIME) ./ingest/... ./internal/... ./queue/... ./sinks/...
+	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -benchtime=$(BENCHTIME) ./ingest/... ./internal/... ./queue/... ./sinks/... ./enrich/...
 
 clean:
 	rm -rf $(BIN)
