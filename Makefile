@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzAppendValue -fuzztime=$(FUZZTIME) ./internal/jsonl/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeJSON -fuzztime=$(FUZZTIME) ./ingest/httpin/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeMsgpack -fuzztime=$(FUZZTIME) ./ingest/httpin/
+	$(GO) test -run='^$$' -fuzz=FuzzFastJSONMatchesFull -fuzztime=$(FUZZTIME) ./ingest/httpin/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./enrich/parser/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendObject -fuzztime=$(FUZZTIME) ./internal/jsonmp/
 

@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/jsonmp"
 	"github.com/sluicelog/sluice/internal/msgp"
 )
 
@@ -166,7 +167,9 @@ func AppendDecode(dst, body []byte, f Format, opts Options) ([]byte, int, error)
 	var err error
 	switch f {
 	case FormatJSON, FormatNDJSON, FormatJSONStream:
-		err = d.json(body)
+		if !d.fastJSON(body) {
+			err = d.json(body)
+		}
 	case FormatMsgpack:
 		err = d.msgpack(body)
 	default:
@@ -187,6 +190,10 @@ type decoder struct {
 	// the open ones.
 	hdrs  []container
 	stack []frame
+	// tmp holds one record's fields on the fast path, spans the source
+	// spans of its top-level values.
+	tmp   []byte
+	spans []int
 }
 
 type container struct {
@@ -210,6 +217,141 @@ func (d *decoder) next() error {
 		return reject(ReasonTooMany, "body has more than %d records", d.o.MaxRecords)
 	}
 	return nil
+}
+
+// fastJSON converts a body of objects (or arrays of objects) with
+// jsonmp, a single pass with no allocation. It gives up, leaving d as it
+// was, on anything the full decoder below must judge: bad JSON, non-objects,
+// limits, a float time (whose exact digits matter) or an infinite number;
+// the full decoder then produces the same result or the precise error.
+func (d *decoder) fastJSON(body []byte) bool {
+	out0, n0 := len(d.out), d.n
+	fail := func() bool { d.out, d.n = d.out[:out0], n0; return false }
+	pos := 0
+	skip := func() {
+		for pos < len(body) && (body[pos] == ' ' || body[pos] == '\t' || body[pos] == '\n' || body[pos] == '\r') {
+			pos++
+		}
+	}
+	for {
+		skip()
+		if pos == len(body) {
+			return true
+		}
+		switch body[pos] {
+		case '{':
+			used, ok := d.fastRecord(body[pos:])
+			if !ok {
+				return fail()
+			}
+			pos += used
+		case '[':
+			pos++
+			skip()
+			if pos < len(body) && body[pos] == ']' {
+				pos++
+				continue
+			}
+			for {
+				skip()
+				if pos == len(body) || body[pos] != '{' {
+					return fail()
+				}
+				used, ok := d.fastRecord(body[pos:])
+				if !ok {
+					return fail()
+				}
+				pos += used
+				skip()
+				if pos == len(body) {
+					return fail()
+				}
+				if body[pos] == ',' {
+					pos++
+					continue
+				}
+				if body[pos] != ']' {
+					return fail()
+				}
+				pos++
+				break
+			}
+		default:
+			return fail()
+		}
+	}
+}
+
+var (
+	posInf = []byte{0xcb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0}
+	negInf = []byte{0xcb, 0xff, 0xf0, 0, 0, 0, 0, 0, 0}
+)
+
+// fastRecord converts the object at the start of src into an entry and
+// returns the bytes used; false hands the body to the full decoder.
+func (d *decoder) fastRecord(src []byte) (int, bool) {
+	if d.n >= d.o.MaxRecords {
+		return 0, false
+	}
+	d.spans = d.spans[:0]
+	tmp, pairs, used, err := jsonmp.AppendObjectPrefix(d.tmp[:0], src, &d.spans)
+	if err != nil {
+		return 0, false
+	}
+	d.tmp = tmp
+	if bytes.Contains(tmp, posInf) || bytes.Contains(tmp, negInf) {
+		return 0, false // possibly a number out of range: the full decoder says which
+	}
+	var sec, nsec uint32
+	found := false
+	if d.o.Time.IsZero() && len(d.o.TimeKeys) > 0 {
+		for i, off := 0, 0; i < pairs; i++ {
+			k, voff, err := msgp.ReadBytes(tmp, off)
+			if err != nil {
+				return 0, false
+			}
+			end, err := msgp.Skip(tmp, voff)
+			if err != nil {
+				return 0, false
+			}
+			if slices.Contains(d.o.TimeKeys, string(k)) {
+				switch t, _ := msgp.Peek(tmp, voff); t {
+				case msgp.TypeFloat, msgp.TypeInt, msgp.TypeUint:
+					// The exact digits, as the full decoder reads them.
+					sec, nsec, found = numberTime(string(src[d.spans[2*i]:d.spans[2*i+1]]))
+				case msgp.TypeStr:
+					if v, _, err := msgp.ReadStr(tmp, voff); err == nil {
+						sec, nsec, found = stringTime(string(v))
+					}
+				}
+				if found { // drop the pair
+					tmp = append(tmp[:off], tmp[end:]...)
+					pairs--
+					break
+				}
+			}
+			off = end
+		}
+		d.tmp = tmp
+	}
+	if !found {
+		sec, nsec = d.defaultTime()
+	}
+	start := len(d.out)
+	d.out = append(d.out, 0x92)
+	d.out = msgp.AppendEventTime(d.out, sec, nsec)
+	d.out = msgp.AppendMapHeader(d.out, pairs)
+	d.out = append(d.out, tmp...)
+	if len(d.out)-start > d.o.MaxRecordBytes {
+		d.out = d.out[:start]
+		return 0, false
+	}
+	if end, err := msgp.Skip(d.out, start); err != nil || end != len(d.out) {
+		d.out = d.out[:start]
+		return 0, false // e.g. nested too deep for an entry
+	}
+	d.n++
+	return used, true
 }
 
 func (d *decoder) json(body []byte) error {

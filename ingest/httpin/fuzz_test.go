@@ -1,9 +1,11 @@
 package httpin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/msgp"
@@ -99,4 +101,35 @@ func validStream(in []byte) bool {
 			return err.Error() == "EOF"
 		}
 	}
+}
+
+// FuzzFastJSONMatchesFull checks the fast JSON path against the full
+// decoder: whenever the fast path takes a body, both produce the same bytes.
+func FuzzFastJSONMatchesFull(f *testing.F) {
+	for _, s := range []string{
+		`{"log":"hello","stream":"stdout","time":1700000000}`,
+		`[{"date":1700000000,"log":"one"},{"date":"2023-11-14T22:13:20.000681Z","log":"two"}]`,
+		"{\"date\":\"x\",\"time\":1700000000}\n{\"a\":[1,2.5,-3,true,null,{\"b\":\"c\"}]}\n",
+		`{"a":1}{"b":{"c":[{}]}}`,
+		`{"u":18446744073709551615,"i":-9223372036854775808,"f":1e308,"s":"\u00e9\ud83d\ude00 \u2028"}`,
+		`{"k":"\xff\xfe bad utf8","e":""}`,
+		`[]`, ` [ {"a" : 1 } , {"b":2} ] `,
+	} {
+		f.Add([]byte(s))
+	}
+	now := time.Unix(1795332892, 123)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		opts := Options{TimeKeys: DefaultTimeKeys, MaxRecords: 1000, MaxRecordBytes: 64 << 10, Now: now}
+		fast := decoder{o: &opts}
+		if !fast.fastJSON(in) {
+			return
+		}
+		full := decoder{o: &opts}
+		if err := full.json(in); err != nil {
+			t.Fatalf("the fast path took %q but the full decoder rejects it: %v", in, err)
+		}
+		if fast.n != full.n || !bytes.Equal(fast.out, full.out) {
+			t.Fatalf("%q: fast %d records %x\nfull %d records %x", in, fast.n, fast.out, full.n, full.out)
+		}
+	})
 }

@@ -68,11 +68,31 @@ func AppendObjectFind(dst, src []byte, key string) (out []byte, pairs int, value
 	return out, pairs, d.found, nil
 }
 
+// AppendObjectPrefix converts the JSON object at the start of src (after
+// white space) like AppendObject, but lets more input follow it: it also
+// returns the number of bytes of src it used. When spans is not nil, the
+// source offsets of each top-level member's value (start, end) are appended
+// to it, two per pair, so that a caller can read a value's exact text.
+func AppendObjectPrefix(dst, src []byte, spans *[]int) (out []byte, pairs int, n int, err error) {
+	d := decoder{src: src, found: -1, spans: spans}
+	d.skipSpace()
+	if d.pos >= len(src) || src[d.pos] != '{' {
+		return dst, 0, 0, ErrNotObject
+	}
+	d.pos++
+	out, pairs, err = d.members(dst, 1)
+	if err != nil {
+		return dst, 0, 0, err
+	}
+	return out, pairs, d.pos, nil
+}
+
 type decoder struct {
 	src   []byte
 	pos   int
 	key   string // top-level member to find
 	found int    // offset of its value in dst, or -1
+	spans *[]int // when set, the source spans of top-level values
 }
 
 // isSpace reports JSON whitespace.
@@ -113,8 +133,13 @@ func (d *decoder) members(dst []byte, depth int) ([]byte, int, error) {
 			d.skipSpace()
 			d.found = len(dst)
 		}
+		d.skipSpace()
+		vs := d.pos
 		if dst, err = d.value(dst, depth); err != nil {
 			return dst, 0, err
+		}
+		if depth == 1 && d.spans != nil {
+			*d.spans = append(*d.spans, vs, d.pos)
 		}
 		n++
 		d.skipSpace()
@@ -149,8 +174,13 @@ func (d *decoder) elements(dst []byte, depth int) ([]byte, int, error) {
 	n := 0
 	var err error
 	for {
+		d.skipSpace()
+		vs := d.pos
 		if dst, err = d.value(dst, depth); err != nil {
 			return dst, 0, err
+		}
+		if depth == 1 && d.spans != nil {
+			*d.spans = append(*d.spans, vs, d.pos)
 		}
 		n++
 		d.skipSpace()
