@@ -69,7 +69,7 @@ type SinkStatus struct {
 	Retried     int64     `json:"retried"`      // record attempts retried, since start
 	DeadLetters uint64    `json:"dead_letters"` // in the dead-letter stream now
 	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
 }
 
 // DeadLetter is one record a sink gave up on.

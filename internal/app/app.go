@@ -166,7 +166,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 func (a *App) newSink(sc config.SinkConfig) (sinks.Sink, error) {
 	switch {
 	case sc.File != nil:
-		return file.New(*sc.File, sc.Name, a.set.Logger.With("sink", sc.Name), a.set.Now)
+		return file.New(*sc.File, sc.Name, a.set.Logger, a.set.Now)
 	}
 	return nil, errors.New("no destination configured")
 }

@@ -55,7 +55,11 @@ func (o operator) Status(ctx context.Context) (*api.Status, error) {
 		}
 		if r, ok := a.byName[sc.Name]; ok {
 			s := r.Stats()
-			ss.Delivered, ss.Dead, ss.Retried, ss.LastError, ss.LastErrorAt = s.Delivered, s.Dead, s.Retried, s.LastError, s.LastErrorAt
+			ss.Delivered, ss.Dead, ss.Retried, ss.LastError = s.Delivered, s.Dead, s.Retried, s.LastError
+			if !s.LastErrorAt.IsZero() {
+				at := s.LastErrorAt
+				ss.LastErrorAt = &at
+			}
 		}
 		st.Sinks = append(st.Sinks, ss)
 	}
