@@ -59,16 +59,16 @@ type StreamStatus struct {
 
 // SinkStatus is one sink and its consumer.
 type SinkStatus struct {
-	Name        string    `json:"name"`
-	Type        string    `json:"type"`
-	Lag         uint64    `json:"lag"`          // messages not yet delivered to the sink
-	AckPending  int       `json:"ack_pending"`  // delivered, not yet acknowledged
-	Redelivered int       `json:"redelivered"`  // delivered more than once, now pending
-	Delivered   int64     `json:"delivered"`    // records, since this replica started
-	Dead        int64     `json:"dead"`         // records, since this replica started
-	Retried     int64     `json:"retried"`      // record attempts retried, since start
-	DeadLetters uint64    `json:"dead_letters"` // in the dead-letter stream now
-	LastError   string    `json:"last_error,omitempty"`
+	Name        string     `json:"name"`
+	Type        string     `json:"type"`
+	Lag         uint64     `json:"lag"`          // messages not yet delivered to the sink
+	AckPending  int        `json:"ack_pending"`  // delivered, not yet acknowledged
+	Redelivered int        `json:"redelivered"`  // delivered more than once, now pending
+	Delivered   int64      `json:"delivered"`    // records, since this replica started
+	Dead        int64      `json:"dead"`         // records, since this replica started
+	Retried     int64      `json:"retried"`      // record attempts retried, since start
+	DeadLetters uint64     `json:"dead_letters"` // in the dead-letter stream now
+	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
 }
 
