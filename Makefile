@@ -18,8 +18,13 @@ run: build
 vet:
 	$(GO) vet $(PKGS)
 
-test: vet
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+# The Elasticsearch sink's end-to-end test writes to a real ES-compatible
+# server, VictoriaLogs, built once from its Go module into bin/.
+test: vet $(BIN)/victoria-logs
+	SLUICE_VICTORIALOGS=$(CURDIR)/$(BIN)/victoria-logs $(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+$(BIN)/victoria-logs:
+	.ci/victoria-logs
 
 fmt:
 	gofmt -l -w .

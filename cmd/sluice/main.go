@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // index and object names in any time zone, also in images without zoneinfo
 
 	"github.com/sluicelog/sluice/internal/app"
 	"github.com/sluicelog/sluice/internal/component"

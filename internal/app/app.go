@@ -25,6 +25,7 @@ import (
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
+	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
 )
 
@@ -91,7 +92,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return err
 	}
 	for _, sc := range a.cfg.Sinks {
-		sink, err := a.newSink(sc)
+		sink, err := a.newSink(ctx, sc)
 		if err != nil {
 			return fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
@@ -163,10 +164,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-func (a *App) newSink(sc config.SinkConfig) (sinks.Sink, error) {
+func (a *App) newSink(ctx context.Context, sc config.SinkConfig) (sinks.Sink, error) {
 	switch {
 	case sc.File != nil:
 		return file.New(*sc.File, sc.Name, a.set.Logger, a.set.Now)
+	case sc.Elasticsearch != nil:
+		return elasticsearch.New(ctx, *sc.Elasticsearch, sc.Name, a.set)
 	}
 	return nil, errors.New("no destination configured")
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
+	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
 )
 
@@ -72,7 +73,8 @@ type SinkConfig struct {
 	// it is redelivered.
 	AckWait time.Duration `yaml:"ack_wait"`
 
-	File *file.Config `yaml:"file"`
+	File          *file.Config          `yaml:"file"`
+	Elasticsearch *elasticsearch.Config `yaml:"elasticsearch"`
 }
 
 // BatchConfig bounds a sink batch.
@@ -94,10 +96,24 @@ type RetryConfig struct {
 
 // Type returns the destination type of the sink, "" when none is set.
 func (s *SinkConfig) Type() string {
-	if s.File != nil {
-		return "file"
+	switch types := s.types(); len(types) {
+	case 0:
+		return ""
+	default:
+		return types[0]
 	}
-	return ""
+}
+
+// types lists every destination set; exactly one is valid.
+func (s *SinkConfig) types() []string {
+	var t []string
+	if s.File != nil {
+		t = append(t, "file")
+	}
+	if s.Elasticsearch != nil {
+		t = append(t, "elasticsearch")
+	}
+	return t
 }
 
 // Default returns the configuration used when no file is given.
@@ -130,6 +146,12 @@ func (c *Config) SetDefaults() {
 		}
 		if s.File != nil {
 			s.File.SetDefaults()
+		}
+		if s.Elasticsearch != nil {
+			s.Elasticsearch.SetDefaults()
+			if s.Concurrency == 0 {
+				s.Concurrency = elasticsearch.DefaultConcurrency
+			}
 		}
 		if s.Batch.MaxRecords == 0 {
 			s.Batch.MaxRecords = 10000
@@ -198,8 +220,11 @@ func (c *Config) Validate() error {
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
 		path := fmt.Sprintf("sinks[%d]", i)
-		if s.Type() == "" {
-			add(path, errors.New("no destination: set one of file"))
+		switch t := s.types(); {
+		case len(t) == 0:
+			add(path, errors.New("no destination: set one of file, elasticsearch"))
+		case len(t) > 1:
+			add(path, fmt.Errorf("one destination per sink, found %s: use a sink for each", strings.Join(t, " and ")))
 		}
 		switch {
 		case s.Name == "":
@@ -214,6 +239,9 @@ func (c *Config) Validate() error {
 		}
 		if s.File != nil {
 			sub(path+".file", s.File.Validate())
+		}
+		if s.Elasticsearch != nil {
+			sub(path+".elasticsearch", s.Elasticsearch.Validate())
 		}
 		if s.Batch.MaxRecords < 1 {
 			add(path+".batch.max_records", errors.New("must be positive"))

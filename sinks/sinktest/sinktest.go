@@ -603,3 +603,50 @@ func longWrite(t *testing.T, d Destination) {
 		t.Errorf("%d messages redelivered", info.NumRedelivered)
 	}
 }
+
+// Env is a queue with one sink consumer, for a sink's own tests through the
+// real runner: publish records, run the sink, wait until everything is
+// settled, then read the runner's counters and the dead letters.
+type Env struct{ e *env }
+
+// NewEnv opens an embedded queue with the consumer "conf".
+func NewEnv(t *testing.T) *Env { return &Env{newEnv(t)} }
+
+// Publish stores the records, one chunk with the tag.
+func (E *Env) Publish(tag string, records ...map[string]any) {
+	E.e.t.Helper()
+	var p []byte
+	for i, r := range records {
+		p = append(p, forwardtest.Entry(time.Unix(1795332892, int64(i)), r)...)
+	}
+	pend, err := E.e.q.Publish(&chunk.Chunk{Tag: tag, Count: len(records), Entries: p})
+	if err != nil {
+		E.e.t.Fatal(err)
+	}
+	if err := pend.Wait(context.Background()); err != nil {
+		E.e.t.Fatal(err)
+	}
+}
+
+// Run starts a runner for the sink with fast retries (edit may change its
+// configuration); it is shut down when the test ends.
+func (E *Env) Run(s sinks.Sink, edit func(*sinks.RunnerConfig)) *sinks.Runner {
+	return E.e.runner(s, edit)
+}
+
+// Settle waits until every published record is acknowledged.
+func (E *Env) Settle() { E.e.settle() }
+
+// Counter sums the runner's counter name over the series with label=value
+// (all series when label is "").
+func (E *Env) Counter(name, label, value string) float64 { return E.e.count(name, label, value) }
+
+// DeadLetters returns the sink's dead letters.
+func (E *Env) DeadLetters() []queue.DeadLetter {
+	E.e.t.Helper()
+	dls, err := E.e.q.DeadLetters(context.Background(), "conf", 0, 100000)
+	if err != nil {
+		E.e.t.Fatal(err)
+	}
+	return dls
+}
