@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -526,6 +527,7 @@ func TestTLSWithCustomCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
 	srv.StartTLS()
 	defer srv.Close()
 	caFile := testcerts.WriteFile(t, dir, "ca.pem", ca.PEM)
