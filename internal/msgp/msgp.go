@@ -234,6 +234,34 @@ func header(b []byte, off int) (t Type, size int, children int, next int, err er
 // is well formed and complete. It does not recurse, so hostile nesting cannot
 // exhaust the stack; nesting beyond MaxDepth is rejected with ErrTooDeep.
 func Skip(b []byte, off int) (int, error) {
+	// Scalars, the most common values, need no stack.
+	if off < len(b) {
+		switch t := b[off]; {
+		case t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3:
+			return off + 1, nil
+		case t >= 0xa0 && t <= 0xbf:
+			if end := off + 1 + int(t&0x1f); end <= len(b) {
+				return end, nil
+			}
+			return off, ErrShort
+		case t >= 0x80 && t <= 0x9f, t == 0xdc, t == 0xdd, t == 0xde, t == 0xdf:
+			// a map or an array: below
+		default:
+			_, size, _, next, err := header(b, off)
+			if err != nil {
+				return off, err
+			}
+			if size > len(b)-next {
+				return off, ErrShort
+			}
+			return next + size, nil
+		}
+	}
+	return skipNested(b, off)
+}
+
+// skipNested skips a map or an array.
+func skipNested(b []byte, off int) (int, error) {
 	// stack[i] counts the child values still to read at depth i.
 	var stack [MaxDepth + 1]int
 	depth := 0

@@ -735,7 +735,7 @@ func (d *fakeDest) Delivered(t *testing.T) []int {
 
 // counterValue reads one of the sink's own counters, summed over the series
 // whose labels include the values given.
-func counterValue(t *testing.T, s *Sink, name string, labelValues ...string) float64 {
+func counterValue(t testing.TB, s *Sink, name string, labelValues ...string) float64 {
 	t.Helper()
 	var c interface {
 		Collect(chan<- prometheus.Metric)

@@ -22,22 +22,38 @@ type rewriter struct {
 
 // node is a key path the rewriter acts on.
 type node struct {
-	children  map[string]*node
-	remove    bool // leave this key out
-	dots      bool // replace dots in the keys of this map
-	hasRemove bool // some child is removed
+	children  []child // few: a linear search beats hashing
+	remove    bool    // leave this key out
+	dots      bool    // replace dots in the keys of this map
+	hasRemove bool    // some child is removed
 }
 
+type child struct {
+	key  string
+	node *node
+}
+
+// child returns the child for key, added when missing.
 func (n *node) child(key string) *node {
-	if n.children == nil {
-		n.children = map[string]*node{}
+	if c := n.find([]byte(key)); c != nil {
+		return c
 	}
-	c := n.children[key]
-	if c == nil {
-		c = &node{}
-		n.children[key] = c
-	}
+	c := &node{}
+	n.children = append(n.children, child{key, c})
 	return c
+}
+
+// find returns the child for key, nil when there is none.
+func (n *node) find(key []byte) *node {
+	if n == nil {
+		return nil
+	}
+	for _, c := range n.children {
+		if c.key == string(key) {
+			return c.node
+		}
+	}
+	return nil
 }
 
 // newRewriter returns nil when the configuration changes nothing.
@@ -101,16 +117,11 @@ func (w *rewriter) appendMap(dst, b []byte, off int, n *node, depth int) ([]byte
 			off = end
 			continue
 		}
-		var c *node
-		if n != nil {
-			c = n.children[string(key)]
-		}
-		end, err := msgp.Skip(b, valueAt)
-		if err != nil {
-			return dst, off, err
-		}
+		c := n.find(key)
 		if c != nil && c.remove {
-			off = end
+			if off, err = msgp.Skip(b, valueAt); err != nil {
+				return dst, off, err
+			}
 			continue
 		}
 		if (w.all || (n != nil && n.dots)) && bytes.IndexByte(key, '.') >= 0 {
@@ -128,51 +139,49 @@ func (w *rewriter) appendMap(dst, b []byte, off int, n *node, depth int) ([]byte
 		}
 		descend := depth < maxRewriteDepth && (w.all || (c != nil && (c.children != nil || c.dots)))
 		if descend {
-			if dst, err = w.appendValue(dst, b, valueAt, c, depth+1); err != nil {
+			if dst, off, err = w.appendValue(dst, b, valueAt, c, depth+1); err != nil {
 				return dst, off, err
 			}
-		} else {
-			dst = append(dst, b[valueAt:end]...)
+			continue
 		}
+		end, err := msgp.Skip(b, valueAt)
+		if err != nil {
+			return dst, off, err
+		}
+		dst = append(dst, b[valueAt:end]...)
 		off = end
 	}
 	return dst, off, nil
 }
 
 // appendValue rewrites the maps in a value: a map itself, or the maps in an
-// array when every key is rewritten.
-func (w *rewriter) appendValue(dst, b []byte, off int, n *node, depth int) ([]byte, error) {
+// array when every key is rewritten. It returns the offset after the value.
+func (w *rewriter) appendValue(dst, b []byte, off int, n *node, depth int) ([]byte, int, error) {
 	t, err := msgp.Peek(b, off)
 	if err != nil {
-		return dst, err
+		return dst, off, err
 	}
 	switch {
 	case t == msgp.TypeMap:
-		dst, _, err = w.appendMap(dst, b, off, n, depth)
-		return dst, err
+		return w.appendMap(dst, b, off, n, depth)
 	case t == msgp.TypeArray && w.all:
 		count, next, err := msgp.ReadArrayHeader(b, off)
 		if err != nil {
-			return dst, err
+			return dst, off, err
 		}
 		dst = msgp.AppendArrayHeader(dst, count)
 		for i := 0; i < count; i++ {
-			end, err := msgp.Skip(b, next)
-			if err != nil {
-				return dst, err
+			if dst, next, err = w.appendValue(dst, b, next, nil, depth+1); err != nil {
+				return dst, off, err
 			}
-			if dst, err = w.appendValue(dst, b, next, nil, depth+1); err != nil {
-				return dst, err
-			}
-			next = end
 		}
-		return dst, nil
+		return dst, next, nil
 	}
 	end, err := msgp.Skip(b, off)
 	if err != nil {
-		return dst, err
+		return dst, off, err
 	}
-	return append(dst, b[off:end]...), nil
+	return append(dst, b[off:end]...), end, nil
 }
 
 // keptKeys counts the pairs of a map that are not removed.
@@ -186,7 +195,7 @@ func keptKeys(b []byte, off, count int, n *node) (int, error) {
 			}
 			key = nil
 		}
-		if c := n.children[string(key)]; c != nil && c.remove && key != nil {
+		if c := n.find(key); c != nil && c.remove && key != nil {
 			kept--
 		}
 		if off, err = msgp.Skip(b, valueAt); err != nil {
