@@ -338,12 +338,17 @@ func Parse(raw []byte, lookup func(string) (string, bool)) (*Config, error) {
 	return c, nil
 }
 
+// templateNames are references of field templates, not variables.
+var templateNames = map[string]bool{"tag": true, "uuid": true}
+
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // Expand replaces ${VAR} with the variable's value and ${VAR:-default} with
 // the value or, when VAR is unset or empty, the default; $$ is a literal $.
 // A ${VAR} that is unset is an error naming the line, so that a typo does not
-// silently become an empty setting. Other $ signs are left alone.
+// silently become an empty setting. Other $ signs are left alone, and so
+// are the references of sinks' field templates: ${a.b} (not a variable
+// name), ${tag[1]} and the lowercase ${tag} and ${uuid}.
 func Expand(raw []byte, lookup func(string) (string, bool)) ([]byte, error) {
 	var errs []error
 	lines := bytes.SplitAfter(raw, []byte("\n"))
@@ -354,6 +359,9 @@ func Expand(raw []byte, lookup func(string) (string, bool)) ([]byte, error) {
 			}
 			sub := envRef.FindSubmatch(m)
 			name := string(sub[1])
+			if templateNames[name] && sub[2] == nil {
+				return m
+			}
 			v, ok := lookup(name)
 			if sub[2] != nil && v == "" {
 				return sub[3]

@@ -107,3 +107,45 @@ func TestUnsetVariableIsAnError(t *testing.T) {
 		t.Fatalf("default for an empty variable: %v %v", c, err)
 	}
 }
+
+func TestElasticsearchSink(t *testing.T) {
+	raw := []byte(`
+sinks:
+  - name: es
+    elasticsearch:
+      urls: [https://es.example:9200]
+      logstash_format: true
+      logstash_prefix: "${kubernetes.namespace_name}"
+      index: ${tag}-$${x}
+      username: elastic
+      password: ${ES_PASSWORD}
+      remove_keys: [kubernetes.pod_id]
+      aws:
+        region: eu-west-1
+        role_arn: arn:aws:iam::123456789012:role/logs
+`)
+	_, err := Parse(raw, env(map[string]string{"ES_PASSWORD": "pw"}))
+	if err == nil || !strings.Contains(err.Error(), "sinks[0].elasticsearch.username, api_key, bearer_token, aws: set at most one way") {
+		t.Fatalf("two ways to authenticate: %v", err)
+	}
+	raw = []byte(strings.Replace(string(raw), "      username: elastic\n      password: ${ES_PASSWORD}\n", "", 1))
+	c, err := Parse(raw, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Sinks[0]
+	es := s.Elasticsearch
+	if s.Type() != "elasticsearch" || s.Concurrency != 4 || es.LogstashPrefix != "${kubernetes.namespace_name}" || es.Index != "${tag}-${x}" ||
+		es.AWS.Region != "eu-west-1" || es.AWS.RoleARN != "arn:aws:iam::123456789012:role/logs" || es.AWS.Service != "es" ||
+		es.MaxRequestBytes != 5<<20 || es.ReplaceDots != "kubernetes" || es.Compress != "gzip" {
+		t.Errorf("sink %+v, es %+v", s, es)
+	}
+	_, err = Parse([]byte("sinks:\n  - name: both\n    file: {}\n    elasticsearch: {}\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "sinks[0]: one destination per sink, found file and elasticsearch") {
+		t.Errorf("two destinations: %v", err)
+	}
+	_, err = Parse([]byte("sinks:\n  - elasticsearch: {index: Logs, op_type: upsert}\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), `sinks[0].elasticsearch.index: "Logs" must be lowercase`) {
+		t.Errorf("bad index: %v", err)
+	}
+}
