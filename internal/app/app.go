@@ -96,6 +96,16 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
+		if p, ok := sink.(preparer); ok {
+			// Reach the destination now (an index template before the
+			// first document); if it is down, the first write tries again.
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := p.Prepare(pctx)
+			cancel()
+			if err != nil {
+				a.set.Logger.Warn("sink destination not ready at start; writes will retry", "sink", sc.Name, "err", err)
+			}
+		}
 		if a.wrap != nil {
 			sink = a.wrap(sc.Name, sink)
 		}
@@ -162,6 +172,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	log.Info("sluice started", "config", a.cfg.Summary())
 	return nil
+}
+
+// preparer is a sink with work to do before its first write.
+type preparer interface {
+	Prepare(ctx context.Context) error
 }
 
 func (a *App) newSink(ctx context.Context, sc config.SinkConfig) (sinks.Sink, error) {

@@ -569,6 +569,17 @@ func (s *Sink) Close(ctx context.Context) error {
 	return s.client.Close(ctx)
 }
 
+// Prepare checks the cluster at start, logs its version, and installs the
+// index template when one is configured.
+func (s *Sink) Prepare(ctx context.Context) error {
+	v, err := s.Ping(ctx)
+	if err != nil {
+		return err
+	}
+	s.log.Info("elasticsearch reached", "version", v)
+	return s.ensureTemplate(ctx)
+}
+
 // Ping asks the cluster for its version, for checks at start.
 func (s *Sink) Ping(ctx context.Context) (string, error) {
 	res, err := s.client.Info(s.client.Info.WithContext(ctx))

@@ -772,3 +772,21 @@ func counterValue(t testing.TB, s *Sink, name string, labelValues ...string) flo
 	}
 	return sum
 }
+
+// Prepare, called at start, installs the template before any document and
+// reports a cluster it cannot reach.
+func TestPrepare(t *testing.T) {
+	es := esfake.New(esfake.Options{})
+	defer es.Close()
+	s := newSink(t, Config{URLs: []string{es.URL()}, Template: &TemplateConfig{Name: "sluice"}})
+	if err := s.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := es.Template("sluice"); !ok || es.Stats().BulkRequests != 0 {
+		t.Errorf("template installed %v before %d bulk requests", ok, es.Stats().BulkRequests)
+	}
+	down := newSink(t, Config{URLs: []string{"http://127.0.0.1:1"}, Template: &TemplateConfig{Name: "sluice"}})
+	if err := down.Prepare(context.Background()); err == nil {
+		t.Error("Prepare succeeded without a cluster")
+	}
+}
