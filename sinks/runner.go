@@ -46,6 +46,11 @@ type RunnerConfig struct {
 	// Transform, when set, rewrites every record before it is batched
 	// (enrichment).
 	Transform Transform
+	// MatchTag, when set, decides by its tag whether the sink takes a
+	// chunk; Keep, when set, decides for each record after Transform. A
+	// record left out is settled without being written, and counted.
+	MatchTag func(tag string) bool
+	Keep     func(tag string, record []byte) (bool, error)
 }
 
 // Transform rewrites a record: it appends the new msgpack record to dst and
@@ -103,6 +108,7 @@ type runnerMetrics struct {
 	replayed   prometheus.Counter
 	inProgress prometheus.Counter
 	dropped    prometheus.Counter
+	filtered   *prometheus.CounterVec
 }
 
 func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
@@ -127,11 +133,13 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 		Help: "In-progress acks sent to keep long-running messages from redelivery.", ConstLabels: l})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_records_dropped_total",
 		Help: "Records dropped before the sink by enrichment (excluded pods).", ConstLabels: l})
-	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped)
+	filtered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_records_filtered_total",
+		Help: "Records the sink does not take: reason match (tag patterns), condition (false) or condition_error.", ConstLabels: l}, []string{"reason"})
+	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered)
 	return runnerMetrics{
 		delivered: records.WithLabelValues("delivered"), dead: records.WithLabelValues("dead"),
 		retried: retried, errors: errs, acked: acked, batchSize: batch, latency: lat,
-		undecoded: undecoded, replayed: replayed, inProgress: inProgress, dropped: dropped,
+		undecoded: undecoded, replayed: replayed, inProgress: inProgress, dropped: dropped, filtered: filtered,
 	}
 }
 
@@ -367,6 +375,11 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 		}
 	}
 	msg := &message{msg: m}
+	if err == nil && r.cfg.MatchTag != nil && !r.cfg.MatchTag(c.Tag) {
+		r.m.filtered.WithLabelValues("match").Add(float64(len(recs)))
+		r.ack(msg)
+		return nil
+	}
 	if err != nil {
 		// Not a chunk sluice wrote, or damaged: it can never be written, so
 		// it goes whole to the dead-letter stream instead of being redelivered
@@ -381,6 +394,9 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 	}
 	if r.cfg.Transform != nil && len(recs) > 0 {
 		recs = r.transform(msg, recs)
+	}
+	if r.cfg.Keep != nil {
+		recs = r.keep(recs)
 	}
 	if len(recs) == 0 {
 		r.ack(msg)
@@ -423,6 +439,23 @@ func (r *Runner) transform(msg *message, recs []Record) []Record {
 	r.spans = spans
 	if dropped > 0 {
 		r.m.dropped.Add(float64(dropped))
+	}
+	return kept
+}
+
+// keep leaves out the records the sink's condition rejects.
+func (r *Runner) keep(recs []Record) []Record {
+	kept := recs[:0]
+	for _, rec := range recs {
+		ok, err := r.cfg.Keep(rec.Tag, rec.Record)
+		switch {
+		case err != nil:
+			r.m.filtered.WithLabelValues("condition_error").Inc()
+		case !ok:
+			r.m.filtered.WithLabelValues("condition").Inc()
+		default:
+			kept = append(kept, rec)
+		}
 	}
 	return kept
 }

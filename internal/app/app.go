@@ -27,6 +27,7 @@ import (
 	"github.com/sluicelog/sluice/sinks"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
+	"github.com/sluicelog/sluice/sinks/route"
 )
 
 // App is one running sluice.
@@ -114,6 +115,18 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		match, err := route.Compile(sc.Match)
+		if err != nil {
+			return fmt.Errorf("sink %s: match: %w", sc.Name, err)
+		}
+		var keep func(string, []byte) (bool, error)
+		if sc.Condition != "" {
+			cond, err := route.CompileCondition(sc.Condition)
+			if err != nil {
+				return fmt.Errorf("sink %s: condition: %w", sc.Name, err)
+			}
+			keep = cond.Eval
+		}
 		r := sinks.NewRunner(sc.Name, sink, cons, a.q, sinks.RunnerConfig{
 			MaxRecords: sc.Batch.MaxRecords, MaxBytes: int(sc.Batch.MaxBytes), Linger: sc.Batch.Linger,
 			Concurrency: sc.Concurrency, MaxAttempts: sc.Retry.MaxAttempts,
@@ -121,6 +134,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 			WriteTimeout: sc.WriteTimeout, AckWait: sc.AckWait,
 			PullMessages: min(64, sc.MaxAckPending),
 			Transform:    transform,
+			MatchTag:     match.Match,
+			Keep:         keep,
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 		}, a.set)
 		if err := r.Start(); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
+	"github.com/sluicelog/sluice/sinks/route"
 )
 
 // Config is the whole configuration.
@@ -58,6 +59,12 @@ type SinkConfig struct {
 	// Name identifies the sink (its consumer is sink_<name>); it defaults to
 	// the destination type.
 	Name string `yaml:"name"`
+	// Match lists Fluentd-style tag patterns (kube.**, *, {a,b}); the sink
+	// takes the chunks whose tag any of them matches. Empty: every tag.
+	Match []string `yaml:"match"`
+	// Condition, when set, is an expr expression over the record's fields
+	// (level == "error") that must be true for the sink to take a record.
+	Condition string `yaml:"condition"`
 	// Batch bounds the batches handed to the sink.
 	Batch BatchConfig `yaml:"batch"`
 	// Concurrency is the number of batches written at once.
@@ -242,6 +249,14 @@ func (c *Config) Validate() error {
 		}
 		if s.Elasticsearch != nil {
 			sub(path+".elasticsearch", s.Elasticsearch.Validate())
+		}
+		if _, err := route.Compile(s.Match); err != nil {
+			add(path+".match", err)
+		}
+		if s.Condition != "" {
+			if _, err := route.CompileCondition(s.Condition); err != nil {
+				add(path+".condition", err)
+			}
 		}
 		if s.Batch.MaxRecords < 1 {
 			add(path+".batch.max_records", errors.New("must be positive"))

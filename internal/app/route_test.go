@@ -1,0 +1,69 @@
+package app
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/sinks/file"
+)
+
+// Two sinks on one stream: one takes everything, the other only error
+// records of kube.** tags (a tag pattern and a condition).
+func TestRoutingByTagAndCondition(t *testing.T) {
+	all, errs := t.TempDir(), t.TempDir()
+	cfg := testConfig(t, t.TempDir(), all)
+	cfg.Sinks = append(cfg.Sinks, config.SinkConfig{Name: "errors", File: &file.Config{Path: errs},
+		Match: []string{"kube.**"}, Condition: `level == "error" && status >= 500`})
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := startApp(t, cfg)
+	defer shutdown(t, a)
+	c, err := forwardtest.Dial(a.ForwardAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
+	want := map[int]int{}
+	seq := 0
+	for ci, tag := range []string{"kube.var.log.web", "sys.kernel", "kube.api"} {
+		var p []byte
+		for i := 0; i < 40; i++ {
+			level := []string{"info", "warn", "error", "error"}[i%4]
+			status := 200 + 100*(i%4) // the error records: 400 and 500
+			if tag != "sys.kernel" && level == "error" && status >= 500 {
+				want[seq] = 1
+			}
+			p = append(p, forwardtest.Entry(t0, map[string]any{"seq": seq, "level": level, "status": status})...)
+			seq++
+		}
+		id := fmt.Sprintf("c%d", ci)
+		if err := c.SendAck(forwardtest.Packed(tag, p, forwardtest.Options{Chunk: id}), id, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLines(t, all, seq)
+	waitDrained(t, a, "file")
+	waitDrained(t, a, "errors")
+	assertExactly(t, seqs(t, readLines(t, all)), seq)
+	got := seqs(t, readLines(t, errs))
+	if len(got) != len(want) || len(want) != 20 {
+		t.Fatalf("errors sink holds %d records, want %d: %v", len(got), len(want), got)
+	}
+	for s := range want {
+		if got[s] != 1 {
+			t.Errorf("record %d: %d times in the errors sink", s, got[s])
+		}
+	}
+	reg := a.Registry()
+	for reason, n := range map[string]float64{"match": 40, "condition": 60} {
+		if v := counter(t, reg, "sluice_sink_records_filtered_total", map[string]string{"sink": "errors", "reason": reason}); v != n {
+			t.Errorf("filtered by %s: %v, want %v", reason, v, n)
+		}
+	}
+}
