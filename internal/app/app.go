@@ -25,6 +25,7 @@ import (
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
+	"github.com/sluicelog/sluice/sinks/cloudwatch"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
 	"github.com/sluicelog/sluice/sinks/route"
@@ -200,6 +201,8 @@ func (a *App) newSink(ctx context.Context, sc config.SinkConfig) (sinks.Sink, er
 		return file.New(*sc.File, sc.Name, a.set.Logger, a.set.Now)
 	case sc.Elasticsearch != nil:
 		return elasticsearch.New(ctx, *sc.Elasticsearch, sc.Name, a.set)
+	case sc.CloudWatch != nil:
+		return cloudwatch.New(ctx, *sc.CloudWatch, sc.Name, a.set)
 	}
 	return nil, errors.New("no destination configured")
 }

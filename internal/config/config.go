@@ -21,6 +21,7 @@ import (
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
+	"github.com/sluicelog/sluice/sinks/cloudwatch"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
 	"github.com/sluicelog/sluice/sinks/route"
@@ -82,6 +83,7 @@ type SinkConfig struct {
 
 	File          *file.Config          `yaml:"file"`
 	Elasticsearch *elasticsearch.Config `yaml:"elasticsearch"`
+	CloudWatch    *cloudwatch.Config    `yaml:"cloudwatch"`
 }
 
 // BatchConfig bounds a sink batch.
@@ -120,6 +122,9 @@ func (s *SinkConfig) types() []string {
 	if s.Elasticsearch != nil {
 		t = append(t, "elasticsearch")
 	}
+	if s.CloudWatch != nil {
+		t = append(t, "cloudwatch")
+	}
 	return t
 }
 
@@ -153,6 +158,9 @@ func (c *Config) SetDefaults() {
 		}
 		if s.File != nil {
 			s.File.SetDefaults()
+		}
+		if s.CloudWatch != nil {
+			s.CloudWatch.SetDefaults()
 		}
 		if s.Elasticsearch != nil {
 			s.Elasticsearch.SetDefaults()
@@ -229,7 +237,7 @@ func (c *Config) Validate() error {
 		path := fmt.Sprintf("sinks[%d]", i)
 		switch t := s.types(); {
 		case len(t) == 0:
-			add(path, errors.New("no destination: set one of file, elasticsearch"))
+			add(path, errors.New("no destination: set one of file, elasticsearch, cloudwatch"))
 		case len(t) > 1:
 			add(path, fmt.Errorf("one destination per sink, found %s: use a sink for each", strings.Join(t, " and ")))
 		}
@@ -249,6 +257,9 @@ func (c *Config) Validate() error {
 		}
 		if s.Elasticsearch != nil {
 			sub(path+".elasticsearch", s.Elasticsearch.Validate())
+		}
+		if s.CloudWatch != nil {
+			sub(path+".cloudwatch", s.CloudWatch.Validate())
 		}
 		if _, err := route.Compile(s.Match); err != nil {
 			add(path+".match", err)
