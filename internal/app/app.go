@@ -28,6 +28,7 @@ import (
 	"github.com/sluicelog/sluice/sinks/cloudwatch"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
+	"github.com/sluicelog/sluice/sinks/firehose"
 	"github.com/sluicelog/sluice/sinks/route"
 )
 
@@ -203,6 +204,8 @@ func (a *App) newSink(ctx context.Context, sc config.SinkConfig) (sinks.Sink, er
 		return elasticsearch.New(ctx, *sc.Elasticsearch, sc.Name, a.set)
 	case sc.CloudWatch != nil:
 		return cloudwatch.New(ctx, *sc.CloudWatch, sc.Name, a.set)
+	case sc.Firehose != nil:
+		return firehose.New(ctx, *sc.Firehose, sc.Name, a.set)
 	}
 	return nil, errors.New("no destination configured")
 }

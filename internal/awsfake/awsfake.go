@@ -27,7 +27,9 @@ type Error struct {
 func (e *Error) Error() string { return e.Type + ": " + e.Message }
 
 // Errorf is an Error with status 400, the status of most AWS errors.
-func Errorf(typ, msg string) *Error { return &Error{Status: http.StatusBadRequest, Type: typ, Message: msg} }
+func Errorf(typ, msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Type: typ, Message: msg}
+}
 
 // Handler serves one operation: it decodes body into its input and returns
 // the output, or an error.

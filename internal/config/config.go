@@ -24,6 +24,7 @@ import (
 	"github.com/sluicelog/sluice/sinks/cloudwatch"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/file"
+	"github.com/sluicelog/sluice/sinks/firehose"
 	"github.com/sluicelog/sluice/sinks/route"
 )
 
@@ -84,6 +85,7 @@ type SinkConfig struct {
 	File          *file.Config          `yaml:"file"`
 	Elasticsearch *elasticsearch.Config `yaml:"elasticsearch"`
 	CloudWatch    *cloudwatch.Config    `yaml:"cloudwatch"`
+	Firehose      *firehose.Config      `yaml:"firehose"`
 }
 
 // BatchConfig bounds a sink batch.
@@ -125,6 +127,9 @@ func (s *SinkConfig) types() []string {
 	if s.CloudWatch != nil {
 		t = append(t, "cloudwatch")
 	}
+	if s.Firehose != nil {
+		t = append(t, "firehose")
+	}
 	return t
 }
 
@@ -161,6 +166,9 @@ func (c *Config) SetDefaults() {
 		}
 		if s.CloudWatch != nil {
 			s.CloudWatch.SetDefaults()
+		}
+		if s.Firehose != nil {
+			s.Firehose.SetDefaults()
 		}
 		if s.Elasticsearch != nil {
 			s.Elasticsearch.SetDefaults()
@@ -237,7 +245,7 @@ func (c *Config) Validate() error {
 		path := fmt.Sprintf("sinks[%d]", i)
 		switch t := s.types(); {
 		case len(t) == 0:
-			add(path, errors.New("no destination: set one of file, elasticsearch, cloudwatch"))
+			add(path, errors.New("no destination: set one of file, elasticsearch, cloudwatch, firehose, s3"))
 		case len(t) > 1:
 			add(path, fmt.Errorf("one destination per sink, found %s: use a sink for each", strings.Join(t, " and ")))
 		}
@@ -260,6 +268,9 @@ func (c *Config) Validate() error {
 		}
 		if s.CloudWatch != nil {
 			sub(path+".cloudwatch", s.CloudWatch.Validate())
+		}
+		if s.Firehose != nil {
+			sub(path+".firehose", s.Firehose.Validate())
 		}
 		if _, err := route.Compile(s.Match); err != nil {
 			add(path+".match", err)
