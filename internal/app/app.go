@@ -30,6 +30,7 @@ import (
 	"github.com/sluicelog/sluice/sinks/file"
 	"github.com/sluicelog/sluice/sinks/firehose"
 	"github.com/sluicelog/sluice/sinks/route"
+	"github.com/sluicelog/sluice/sinks/s3"
 )
 
 // App is one running sluice.
@@ -206,6 +207,8 @@ func (a *App) newSink(ctx context.Context, sc config.SinkConfig) (sinks.Sink, er
 		return cloudwatch.New(ctx, *sc.CloudWatch, sc.Name, a.set)
 	case sc.Firehose != nil:
 		return firehose.New(ctx, *sc.Firehose, sc.Name, a.set)
+	case sc.S3 != nil:
+		return s3.New(ctx, *sc.S3, sc.Name, a.set)
 	}
 	return nil, errors.New("no destination configured")
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/sluicelog/sluice/sinks/file"
 	"github.com/sluicelog/sluice/sinks/firehose"
 	"github.com/sluicelog/sluice/sinks/route"
+	"github.com/sluicelog/sluice/sinks/s3"
 )
 
 // Config is the whole configuration.
@@ -86,6 +87,7 @@ type SinkConfig struct {
 	Elasticsearch *elasticsearch.Config `yaml:"elasticsearch"`
 	CloudWatch    *cloudwatch.Config    `yaml:"cloudwatch"`
 	Firehose      *firehose.Config      `yaml:"firehose"`
+	S3            *s3.Config            `yaml:"s3"`
 }
 
 // BatchConfig bounds a sink batch.
@@ -130,6 +132,9 @@ func (s *SinkConfig) types() []string {
 	if s.Firehose != nil {
 		t = append(t, "firehose")
 	}
+	if s.S3 != nil {
+		t = append(t, "s3")
+	}
 	return t
 }
 
@@ -169,6 +174,15 @@ func (c *Config) SetDefaults() {
 		}
 		if s.Firehose != nil {
 			s.Firehose.SetDefaults()
+		}
+		if s.S3 != nil {
+			s.S3.SetDefaults()
+			if s.Concurrency == 0 {
+				s.Concurrency = 16 // writes wait for their object: let several gather in one
+			}
+			if s.WriteTimeout == 0 {
+				s.WriteTimeout = s.S3.UploadTimeout + 2*time.Minute
+			}
 		}
 		if s.Elasticsearch != nil {
 			s.Elasticsearch.SetDefaults()
@@ -271,6 +285,12 @@ func (c *Config) Validate() error {
 		}
 		if s.Firehose != nil {
 			sub(path+".firehose", s.Firehose.Validate())
+		}
+		if s.S3 != nil {
+			sub(path+".s3", s.S3.Validate())
+			if s.WriteTimeout <= s.S3.UploadTimeout {
+				add(path+".write_timeout", fmt.Errorf("must be longer than s3.upload_timeout (%s): a write waits for its object", s.S3.UploadTimeout))
+			}
 		}
 		if _, err := route.Compile(s.Match); err != nil {
 			add(path+".match", err)

@@ -149,3 +149,49 @@ sinks:
 		t.Errorf("bad index: %v", err)
 	}
 }
+
+func TestAWSSinksAndRouting(t *testing.T) {
+	raw := []byte(`
+sinks:
+  - name: dev
+    match: ["kube.**"]
+    condition: level == "error"
+    cloudwatch:
+      aws: {region: eu-west-1, endpoint: "http://localstack:4566"}
+      log_group: /eks/${kubernetes.namespace_name}
+      log_group_fallback: /eks/unknown
+      log_stream: ${kubernetes.pod_name}.${kubernetes.container_name}
+      auto_create_group: true
+      retention_days: 14
+  - name: audit
+    firehose: {aws: {region: eu-west-1}, delivery_stream: logs-to-s3, pack: true}
+  - name: archive
+    s3: {aws: {region: eu-west-1}, bucket: logs, upload_timeout: 5m}
+`)
+	c, err := Parse(raw, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, audit, archive := c.Sinks[0], c.Sinks[1], c.Sinks[2]
+	if dev.Type() != "cloudwatch" || dev.CloudWatch.LogGroup != "/eks/${kubernetes.namespace_name}" || dev.CloudWatch.Oversize != "truncate" ||
+		dev.Match[0] != "kube.**" || dev.Condition != `level == "error"` {
+		t.Errorf("cloudwatch sink %+v %+v", dev, dev.CloudWatch)
+	}
+	if audit.Type() != "firehose" || !audit.Firehose.Pack || audit.Firehose.TimeKey != "@timestamp" {
+		t.Errorf("firehose sink %+v", audit.Firehose)
+	}
+	if archive.Type() != "s3" || archive.Concurrency != 16 || archive.WriteTimeout != 7*time.Minute || archive.S3.KeyFormat == "" {
+		t.Errorf("s3 sink %+v %+v", archive, archive.S3)
+	}
+	for yaml, want := range map[string]string{
+		"sinks:\n  - file: {}\n    match: ['{a,b']\n":                              "sinks[0].match: pattern",
+		"sinks:\n  - file: {}\n    condition: 'level =='\n":                        "sinks[0].condition:",
+		"sinks:\n  - s3: {bucket: b, upload_timeout: 5m}\n    write_timeout: 1m\n": "sinks[0].write_timeout: must be longer than s3.upload_timeout",
+		"sinks:\n  - cloudwatch: {log_group: g, retention_days: 2}\n":              "sinks[0].cloudwatch.retention_days",
+		"sinks:\n  - firehose: {}\n":                                               "sinks[0].firehose.delivery_stream",
+	} {
+		if _, err := Parse([]byte(yaml), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", yaml, err, want)
+		}
+	}
+}
