@@ -266,7 +266,7 @@ func (s *Sink) prepare(rec *sinks.Record, buf []byte) ([2]string, string, error)
 	if !ok || len(g) == 0 {
 		g = append(g[:0], s.cfg.LogGroupFallback...)
 	}
-	key[0] = string(g)
+	key[0] = groupName(g)
 	var st []byte
 	ok = false
 	if s.stream != nil {
@@ -275,7 +275,7 @@ func (s *Sink) prepare(rec *sinks.Record, buf []byte) ([2]string, string, error)
 	if !ok || len(st) == 0 {
 		st, _ = s.streamFallback.Append(g[:0], rec.Tag, rec.Record)
 	}
-	key[1] = string(st)
+	key[1] = streamName(st)
 	var msg []byte
 	found := false
 	if s.logKey != nil {
@@ -307,6 +307,36 @@ func (s *Sink) prepare(rec *sinks.Record, buf []byte) ([2]string, string, error)
 		msg = append(msg[:cut], TruncatedMarker...)
 	}
 	return key, string(msg), nil
+}
+
+// groupName makes a valid log group name: CloudWatch allows letters,
+// digits and _ - / . #, at most 512 bytes; anything else becomes "_".
+func groupName(b []byte) string {
+	out := []byte(string(b))
+	for i, c := range out {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '_' || c == '-' || c == '/' || c == '.' || c == '#'
+		if !ok {
+			out[i] = '_'
+		}
+	}
+	return string(out[:min(len(out), 512)])
+}
+
+// streamName makes a valid log stream name: no ':' or '*', at most 512
+// bytes.
+func streamName(b []byte) string {
+	out := []byte(string(b))
+	for i, c := range out {
+		if c == ':' || c == '*' {
+			out[i] = '_'
+		}
+	}
+	n := min(len(out), 512)
+	for n > 0 && n < len(out) && !utf8.RuneStart(out[n]) {
+		n--
+	}
+	return string(out[:n])
 }
 
 // writeStream sorts a stream's events and sends them in calls within the
@@ -384,20 +414,14 @@ func (s *Sink) put(ctx context.Context, group, stream string, evs []event, faile
 	return nil
 }
 
-// classify marks throttling and refusals the service will repeat.
+// classify marks throttling and bad input; everything else, credentials
+// included (an operator can fix them without losing records), is retried.
 func classify(err error) error {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "ThrottlingException", "LimitExceededException":
-			return sinks.Throttled(err, 0)
-		case "InvalidParameterException", "UnrecognizedClientException", "AccessDeniedException":
-			// Bad input is permanent; credentials are retried (an
-			// operator can fix them without losing records).
-			if ae.ErrorCode() == "InvalidParameterException" {
-				return sinks.Permanent(err)
-			}
-		}
+	switch errorCode(err) {
+	case "ThrottlingException", "LimitExceededException":
+		return sinks.Throttled(err, 0)
+	case "InvalidParameterException":
+		return sinks.Permanent(err)
 	}
 	return err
 }

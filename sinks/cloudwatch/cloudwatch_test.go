@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
@@ -98,10 +99,10 @@ func TestGroupsStreamsAndCreation(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"/eks/shop/web-1.nginx":    {`{"log":"line 0","n":0,`, `{"log":"line 1","n":1,`},
-		"/eks/pay/api-1.app":       {`{"log":"line 2","n":2,`},
-		"/eks/unknown/from-kube.a": {`{"log":"line 3","n":3,`},
-		"/eks/shop/from-kube.a":    {`{"log":"line 4","n":4,`},
+		"/eks/shop/web-1.nginx":    {`"log":"line 0"`, `"log":"line 1"`},
+		"/eks/pay/api-1.app":       {`"log":"line 2"`},
+		"/eks/unknown/from-kube.a": {`"log":"line 3"`},
+		"/eks/shop/from-kube.a":    {`"log":"line 4"`},
 	}
 	if got := f.Streams(); fmt.Sprint(got) != "[/eks/pay/api-1.app /eks/shop/from-kube.a /eks/shop/web-1.nginx /eks/unknown/from-kube.a]" {
 		t.Errorf("streams %v", got)
@@ -118,7 +119,7 @@ func TestGroupsStreamsAndCreation(t *testing.T) {
 			continue
 		}
 		for i, e := range evs {
-			if !strings.HasPrefix(e.Message, prefixes[i]) || e.Timestamp != now.UnixMilli() || !json.Valid([]byte(e.Message)) {
+			if !strings.Contains(e.Message, prefixes[i]) || e.Timestamp != now.UnixMilli() || !json.Valid([]byte(e.Message)) {
 				t.Errorf("%s event %d: %+v", path, i, e)
 			}
 		}
@@ -408,4 +409,16 @@ func TestConformance(t *testing.T) {
 		t.Cleanup(f.Close)
 		return cwDest{f}
 	})
+}
+
+func TestNamesAreMadeValid(t *testing.T) {
+	if g := groupName([]byte("/eks/shop front:ü")); g != "/eks/shop_front___" {
+		t.Errorf("group %q", g)
+	}
+	if st := streamName([]byte("web:1*x")); st != "web_1_x" {
+		t.Errorf("stream %q", st)
+	}
+	if st := streamName([]byte(strings.Repeat("é", 300))); len(st) != 512 || !utf8.ValidString(st) {
+		t.Errorf("long stream of %d bytes", len(st))
+	}
 }
