@@ -1,0 +1,144 @@
+// Command loadgen pushes log load at sluice (or any Forward or Fluentd HTTP
+// endpoint) and reports like hey:
+//
+//	loadgen -n 1000000 -c 4 -ack 127.0.0.1:24224
+//	loadgen -protocol http -mode ndjson -z 30s -c 8 http://127.0.0.1:9880
+//	loadgen -n 200000 -ack -verify-dir ./data/out 127.0.0.1:24224
+//	loadgen -scenario mixed.yaml
+//
+// It exits 1 when -verify finds an acknowledged record missing.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicelog/sluice/loadtest"
+)
+
+// Scenario is a YAML file of runs done one after the other.
+type Scenario struct {
+	Runs []Run `yaml:"runs"`
+}
+
+// Run is one run of a scenario.
+type Run struct {
+	Name            string `yaml:"name"`
+	loadtest.Config `yaml:",inline"`
+	Verify          VerifyConfig `yaml:"verify"`
+}
+
+// VerifyConfig names where to verify a run.
+type VerifyConfig struct {
+	Dir     string        `yaml:"dir"`
+	ESURL   string        `yaml:"es_url"`
+	ESIndex string        `yaml:"es_index"`
+	Wait    time.Duration `yaml:"wait"`
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		c        loadtest.Config
+		v        VerifyConfig
+		scenario = flag.String("scenario", "", "a YAML file of runs (see loadtest/scenarios/)")
+		output   = flag.String("o", "", "output: empty for hey's text, json for machines")
+	)
+	flag.StringVar(&c.Protocol, "protocol", "forward", "forward or http")
+	flag.StringVar(&c.Mode, "mode", "", "forward: packed, forward, message, gzip; http: json, ndjson, msgpack")
+	flag.IntVar(&c.Records, "n", 0, "records to send in all (default 100000 unless -z)")
+	flag.DurationVar(&c.Duration, "z", 0, "send for this long instead of -n records")
+	flag.IntVar(&c.Connections, "c", 1, "concurrent connections")
+	flag.Float64Var(&c.Rate, "q", 0, "records per second per connection (0: no limit)")
+	flag.DurationVar(&c.Timeout, "t", 20*time.Second, "timeout of each ack or response")
+	flag.BoolVar(&c.Ack, "ack", false, "forward: wait for each chunk's ack (require_ack_response)")
+	flag.IntVar(&c.ChunkRecords, "chunk", 1000, "records per chunk or request")
+	flag.BoolVar(&c.Gzip, "gzip", false, "http: gzip the bodies")
+	flag.StringVar(&c.SharedKey, "shared-key", "", "forward: the shared key of the handshake")
+	flag.BoolVar(&c.TLS, "tls", false, "forward: dial with TLS")
+	flag.BoolVar(&c.TLSInsecure, "tls-insecure", false, "do not verify the server certificate")
+	flag.StringVar(&c.Token, "token", "", "http: bearer token")
+	flag.IntVar(&c.Workload.Pods, "pods", 10, "pods (tags) the records come from")
+	flag.Float64Var(&c.Workload.Nginx, "nginx", 70, "weight of nginx access lines")
+	flag.Float64Var(&c.Workload.JSON, "json", 25, "weight of JSON application logs")
+	flag.Float64Var(&c.Workload.Stack, "stack", 5, "weight of stack traces")
+	flag.IntVar(&c.Workload.StackBytes, "stack-bytes", 4096, "size of a stack trace")
+	flag.StringVar(&v.Dir, "verify-dir", "", "after sending, wait until this file sink directory holds every acked record")
+	flag.StringVar(&v.ESURL, "verify-es", "", "after sending, count the run's documents in this Elasticsearch")
+	flag.StringVar(&v.ESIndex, "verify-index", "_all", "the index (pattern) for -verify-es")
+	flag.DurationVar(&v.Wait, "verify-wait", time.Minute, "how long verification waits")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: loadgen [flags] [address]\n\nflags:\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		c.Addr = flag.Arg(0)
+	}
+	runs := []Run{{Config: c, Verify: v}}
+	if *scenario != "" {
+		raw, err := os.ReadFile(*scenario)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		var s Scenario
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(&s); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", *scenario, err)
+			return 2
+		}
+		runs = s.Runs
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	code := 0
+	for _, r := range runs {
+		if r.Name != "" && *output == "" {
+			fmt.Printf("== %s\n", r.Name)
+		}
+		rep, err := loadtest.Run(ctx, r.Config, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			return 2
+		}
+		if *output == "json" {
+			_ = rep.JSON(os.Stdout)
+		} else {
+			rep.Print(os.Stdout)
+		}
+		if r.Verify.Dir == "" && r.Verify.ESURL == "" {
+			continue
+		}
+		wait := r.Verify.Wait
+		if wait == 0 {
+			wait = time.Minute
+		}
+		res, err := loadtest.Verify(ctx, rep, loadtest.Target{FileDir: r.Verify.Dir, ESURL: r.Verify.ESURL, ESIndex: r.Verify.ESIndex}, wait)
+		fmt.Fprintln(os.Stdout, res)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			code = 1
+		}
+		if !res.OK() {
+			fmt.Fprintln(os.Stderr, "loadgen: acknowledged records were lost")
+			code = 1
+		}
+	}
+	if ctx.Err() != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		code = 1
+	}
+	return code
+}

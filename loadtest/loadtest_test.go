@@ -1,0 +1,234 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicelog/sluice/internal/app"
+	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/internal/testcerts"
+	"github.com/sluicelog/sluice/sinks/file"
+)
+
+// sluice runs an in-process sluice on loopback with a file sink, the
+// destination that counts and checks every record (Verify reads it).
+func sluice(t *testing.T, edit func(*config.Config)) (*app.App, string) {
+	t.Helper()
+	out := t.TempDir()
+	c := &config.Config{}
+	c.NATS.Embedded.StoreDir = t.TempDir()
+	c.Forward.Listen = "127.0.0.1:0"
+	c.HTTP.Listen = "127.0.0.1:0"
+	c.API.Listen = "127.0.0.1:0"
+	off := false
+	c.Enrich.Enabled = &off
+	c.Sinks = []config.SinkConfig{{Name: "file", File: &file.Config{Path: out}}}
+	if edit != nil {
+		edit(c)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := app.New(c, component.Settings{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = a.Shutdown(ctx)
+	})
+	return a, out
+}
+
+func runAndVerify(t *testing.T, cfg Config, dir string) (*Report, Verification) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Verify(ctx, rep, Target{FileDir: dir}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, v
+}
+
+// Every protocol and mode: each record is acknowledged, counted once in
+// the report, and found exactly once at the destination.
+func TestEveryMode(t *testing.T) {
+	a, dir := sluice(t, nil)
+	cases := []Config{
+		{Protocol: "forward", Mode: "packed", Ack: true},
+		{Protocol: "forward", Mode: "forward", Ack: true},
+		{Protocol: "forward", Mode: "gzip", Ack: true},
+		{Protocol: "forward", Mode: "message", Ack: true, Records: 300},
+		{Protocol: "http", Mode: "json"},
+		{Protocol: "http", Mode: "ndjson", Gzip: true},
+		{Protocol: "http", Mode: "msgpack"},
+	}
+	for _, c := range cases {
+		t.Run(c.Protocol+"/"+c.Mode, func(t *testing.T) {
+			c.Addr = a.ForwardAddr().String()
+			if c.Protocol == "http" {
+				c.Addr = "http://" + a.HTTPAddr().String()
+			}
+			if c.Records == 0 {
+				c.Records = 2500
+			}
+			c.Connections, c.ChunkRecords = 3, 400
+			c.Workload = Workload{Stack: 1, Nginx: 1, JSON: 1, StackBytes: 2000}
+			rep, v := runAndVerify(t, c, dir)
+			wantReqs := (c.Records + 399) / 400
+			if c.Mode == "message" {
+				wantReqs = c.Records
+			}
+			if rep.Records != c.Records || rep.Requests != wantReqs {
+				t.Errorf("report: %d records in %d requests, want %d in %d (status %v)", rep.Records, rep.Requests, c.Records, wantReqs, rep.Status)
+			}
+			if v.Acked != c.Records || v.Found != c.Records || v.Lost != 0 || v.Duplicates != 0 || v.Extra != 0 {
+				t.Errorf("%v", v)
+			}
+		})
+	}
+}
+
+// Without acks the generator only writes; the records still arrive.
+func TestForwardWithoutAck(t *testing.T) {
+	a, dir := sluice(t, nil)
+	rep, v := runAndVerify(t, Config{Addr: a.ForwardAddr().String(), Records: 3000, Connections: 2}, dir)
+	if rep.Status["sent"] != 3 || v.Lost != 0 {
+		t.Errorf("status %v, %v", rep.Status, v)
+	}
+}
+
+// The shared-key handshake and TLS, and an HTTP bearer token: with the
+// right secrets everything arrives; with wrong ones nothing is acked, and
+// the status distribution says why.
+func TestSecrets(t *testing.T) {
+	ca := testcerts.NewCA(t, "ca")
+	tlsFiles := testcerts.Files(t, ca, nil)
+	a, dir := sluice(t, func(c *config.Config) {
+		c.Forward.Security.SharedKey = "s3cret"
+		c.Forward.TLS.CertFile, c.Forward.TLS.KeyFile = tlsFiles.CertFile, tlsFiles.KeyFile
+		c.HTTP.Auth.Tokens = []string{"tok"}
+	})
+	fwd := Config{Addr: a.ForwardAddr().String(), Ack: true, Records: 1000, Connections: 2,
+		SharedKey: "s3cret", TLS: true, TLSInsecure: true, Timeout: 5 * time.Second}
+	if _, v := runAndVerify(t, fwd, dir); v.Found != 1000 || v.Lost != 0 {
+		t.Errorf("forward with key and TLS: %v", v)
+	}
+	bad := fwd
+	bad.SharedKey = "wrong"
+	rep, err := Run(context.Background(), bad, nil)
+	if err != nil || rep.Records != 0 || rep.Status["dial error"] == 0 {
+		t.Errorf("wrong key: %v, %d records, status %v", err, rep.Records, rep.Status)
+	}
+	h := Config{Protocol: "http", Addr: "http://" + a.HTTPAddr().String(), Records: 1000, Token: "tok"}
+	if _, v := runAndVerify(t, h, dir); v.Found != 1000 {
+		t.Errorf("http with token: %v", v)
+	}
+	h.Token = ""
+	rep, _ = Run(context.Background(), h, nil)
+	if rep.Records != 0 || rep.Status["HTTP 401"] == 0 {
+		t.Errorf("http without token: %d records, status %v", rep.Records, rep.Status)
+	}
+}
+
+// -q holds each connection to its rate: 2,000 records at 4,000/s with a
+// burst of 400 cannot take less than 0.4 s.
+func TestRateLimit(t *testing.T) {
+	a, _ := sluice(t, nil)
+	rep, err := Run(context.Background(), Config{Addr: a.ForwardAddr().String(), Ack: true, Records: 2000,
+		ChunkRecords: 100, Rate: 4000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Records != 2000 || rep.Total < 400*time.Millisecond || rep.RecordsPerSec > 5000 {
+		t.Errorf("%d records in %v: %.0f records/s over the limit", rep.Records, rep.Total, rep.RecordsPerSec)
+	}
+}
+
+// -z stops by itself.
+func TestDuration(t *testing.T) {
+	a, dir := sluice(t, nil)
+	rep, v := runAndVerify(t, Config{Addr: a.ForwardAddr().String(), Ack: true, Duration: 300 * time.Millisecond, Rate: 20000, ChunkRecords: 200}, dir)
+	if rep.Records == 0 || v.Lost != 0 || v.Found != rep.Records {
+		t.Errorf("%d records, %v", rep.Records, v)
+	}
+}
+
+// Verification catches a lost and a duplicated record.
+func TestVerifyFindsLossAndDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	for _, n := range []int{0, 1, 2, 4, 5, 5, 6, 7, 8, 9, 11} { // 3 lost, 5 twice, 11 never acked
+		fmt.Fprintf(&b, `{"@timestamp":"x","lg_run":"abcd","lg_seq":"%010d","log":"l"}`+"\n", n)
+	}
+	fmt.Fprintf(&b, `{"lg_run":"other","lg_seq":"0000000003"}`+"\n")
+	if err := os.WriteFile(filepath.Join(dir, "sluice-file-1.ndjson"), []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := &Report{RunID: "abcd", Acked: []Span{{0, 6}, {6, 4}}}
+	v, err := Verify(context.Background(), rep, Target{FileDir: dir}, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Acked != 10 || v.Found != 9 || v.Lost != 1 || v.Duplicates != 1 || v.Extra != 1 || v.OK() {
+		t.Errorf("%v", v)
+	}
+}
+
+// Percentiles and the histogram against a known distribution: 1..1000 ms.
+func TestPercentiles(t *testing.T) {
+	var lat []time.Duration
+	for i := 1000; i >= 1; i-- {
+		lat = append(lat, time.Duration(i)*time.Millisecond)
+	}
+	r := &Report{}
+	r.summarize(lat)
+	want := map[string]time.Duration{"p10": 100, "p25": 250, "p50": 500, "p75": 750, "p90": 900, "p95": 950, "p99": 990, "p99.9": 999}
+	for k, ms := range want {
+		if r.Percentiles[k] != ms*time.Millisecond {
+			t.Errorf("%s = %v, want %dms", k, r.Percentiles[k], ms)
+		}
+	}
+	if r.Fastest != time.Millisecond || r.Slowest != time.Second || r.Average != 500500*time.Microsecond {
+		t.Errorf("fastest %v slowest %v average %v", r.Fastest, r.Slowest, r.Average)
+	}
+	total := 0
+	for i, b := range r.Histogram {
+		total += b.Count
+		// Equal bars: about 100 each after the first mark.
+		if i > 0 && (b.Count < 99 || b.Count > 101) {
+			t.Errorf("bar %d up to %v: %d", i, b.Mark, b.Count)
+		}
+	}
+	if total != 1000 || len(r.Histogram) != 11 {
+		t.Errorf("histogram of %d bars, %d requests", len(r.Histogram), total)
+	}
+	var out strings.Builder
+	r.Print(&out)
+	if !strings.Contains(out.String(), "99.9% in 0.9990 secs") || !strings.Contains(out.String(), "50% in 0.5000 secs") {
+		t.Errorf("printed:\n%s", out.String())
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []Config{{Protocol: "udp"}, {Protocol: "http", Mode: "packed"}, {Protocol: "http", Ack: true}} {
+		if _, err := Run(context.Background(), c, nil); err == nil {
+			t.Errorf("%+v ran", c)
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Target is where Verify looks for the records.
+type Target struct {
+	// FileDir is a file sink's directory (NDJSON files).
+	FileDir string
+	// ESURL and ESIndex: an Elasticsearch index (pattern) counted with
+	// _count for lg_run; only losses can be told there, not duplicates.
+	ESURL, ESIndex string
+}
+
+// Verification is what arrived of the acknowledged records.
+type Verification struct {
+	Acked      int // acknowledged records
+	Found      int // distinct acknowledged records found
+	Lost       int // acknowledged and not found
+	Duplicates int // extra copies found (of any record of the run)
+	Extra      int // found but never acknowledged (sent before a failure)
+	// Waited is how long until everything was there (or the deadline).
+	Waited time.Duration
+}
+
+// OK reports whether nothing acknowledged was lost.
+func (v Verification) OK() bool { return v.Lost == 0 }
+
+func (v Verification) String() string {
+	return fmt.Sprintf("verified: %d acknowledged, %d found, %d lost, %d duplicates, %d unacknowledged found (after %.2fs)",
+		v.Acked, v.Found, v.Lost, v.Duplicates, v.Extra, v.Waited.Seconds())
+}
+
+// Verify waits, up to wait, until the target holds every acknowledged
+// record of the report's run, and counts what is lost and duplicated.
+func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verification, error) {
+	acked := map[uint64]bool{}
+	for _, s := range r.Acked {
+		for i := uint64(0); i < s.N; i++ {
+			acked[s.From+i] = true
+		}
+	}
+	start := time.Now()
+	deadline := start.Add(wait)
+	for {
+		var v Verification
+		var err error
+		switch {
+		case t.FileDir != "":
+			v, err = verifyFiles(t.FileDir, r.RunID, acked)
+		case t.ESURL != "":
+			v, err = verifyES(ctx, t, r.RunID, len(acked))
+		default:
+			return Verification{}, errors.New("verify: no target (a file sink directory or an Elasticsearch index)")
+		}
+		v.Waited = time.Since(start)
+		if err != nil || v.Lost == 0 || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// verifyFiles reads every line of the run in the directory's NDJSON files.
+func verifyFiles(dir, run string, acked map[uint64]bool) (Verification, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.ndjson"))
+	if err != nil {
+		return Verification{}, err
+	}
+	seen := map[uint64]int{}
+	marker := []byte(`"lg_run":"` + run + `"`)
+	for _, f := range files {
+		if err := scanFile(f, marker, seen); err != nil {
+			return Verification{}, err
+		}
+	}
+	return tally(acked, seen), nil
+}
+
+func scanFile(path string, marker []byte, seen map[uint64]int) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, marker) {
+			continue
+		}
+		var rec struct {
+			Seq string `json:"lg_seq"`
+		}
+		if err := json.Unmarshal(line, &rec); err != nil {
+			continue // a line being written
+		}
+		n, err := strconv.ParseUint(rec.Seq, 10, 64)
+		if err == nil {
+			seen[n]++
+		}
+	}
+	return sc.Err()
+}
+
+func tally(acked map[uint64]bool, seen map[uint64]int) Verification {
+	v := Verification{Acked: len(acked)}
+	for n, c := range seen {
+		if acked[n] {
+			v.Found++
+		} else {
+			v.Extra++
+		}
+		v.Duplicates += c - 1
+	}
+	v.Lost = v.Acked - v.Found
+	return v
+}
+
+// verifyES counts the run's documents.
+func verifyES(ctx context.Context, t Target, run string, acked int) (Verification, error) {
+	u := strings.TrimRight(t.ESURL, "/") + "/" + t.ESIndex + "/_count?q=" + url.QueryEscape("lg_run:"+run)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Verification{}, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Verification{}, err
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	var c struct {
+		Count int `json:"count"`
+	}
+	if res.StatusCode != http.StatusOK || json.Unmarshal(body, &c) != nil {
+		return Verification{Acked: acked, Lost: acked}, fmt.Errorf("verify: %s: %s", res.Status, body)
+	}
+	v := Verification{Acked: acked, Found: min(c.Count, acked)}
+	v.Lost = acked - v.Found
+	return v, nil
+}
