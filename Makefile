@@ -5,7 +5,7 @@ PKGS    := ./...
 BENCH   ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build run test vet fmt fuzz bench clean
+.PHONY: all build run test vet fmt fuzz bench loadtest microbench clean
 
 all: build
 
@@ -40,9 +40,20 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./enrich/parser/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendObject -fuzztime=$(FUZZTIME) ./internal/jsonmp/
 
-# Benchmarks: codecs, parsers, enrichment, the JSON-lines encoder, the pod
-# cache and ingest over loopback with acks into the embedded JetStream.
-bench:
+# The bench table: sluice's binary on its embedded defaults (file sink),
+# fixed load scenarios from loadgen, acked and end-to-end rates, CPU per
+# record, peak RSS (docs/PERFORMANCE.md). BENCH_SCALE=0.1 for a quick look.
+BENCH_SCALE ?= 1
+bench: build
+	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
+	$(BIN)/loadgen -bench $(BIN)/sluice -bench-scale $(BENCH_SCALE)
+
+loadtest: bench
+
+# Micro-benchmarks: codecs, parsers, enrichment, the JSON-lines encoder, the
+# pod cache, sinks, and ingest over loopback with acks into the embedded
+# JetStream.
+microbench:
 	$(GO) test -run='^$$' -bench='$(BENCH)' -benchmem -benchtime=$(BENCHTIME) ./ingest/... ./internal/... ./queue/... ./sinks/... ./enrich/...
 
 clean:

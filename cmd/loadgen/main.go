@@ -54,6 +54,8 @@ func run() int {
 		v        VerifyConfig
 		scenario = flag.String("scenario", "", "a YAML file of runs (see loadtest/scenarios/)")
 		output   = flag.String("o", "", "output: empty for hey's text, json for machines")
+		bench    = flag.String("bench", "", "run make bench's scenarios against this sluice binary and print the table")
+		scale    = flag.Float64("bench-scale", 1, "scale the bench scenarios' record counts")
 	)
 	flag.StringVar(&c.Protocol, "protocol", "forward", "forward or http")
 	flag.StringVar(&c.Mode, "mode", "", "forward: packed, forward, message, gzip; http: json, ndjson, msgpack")
@@ -85,6 +87,24 @@ func run() int {
 	flag.Parse()
 	if flag.NArg() > 0 {
 		c.Addr = flag.Arg(0)
+	}
+	if *bench != "" {
+		scs := loadtest.BenchScenarios()
+		for i := range scs {
+			scs[i].Records = max(1, int(float64(scs[i].Records)**scale))
+		}
+		rows, err := loadtest.Bench(context.Background(), *bench, scs, os.Stderr)
+		loadtest.PrintBench(os.Stdout, rows)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			return 1
+		}
+		for _, r := range rows {
+			if r.Lost > 0 {
+				return 1
+			}
+		}
+		return 0
 	}
 	runs := []Run{{Config: c, Verify: v}}
 	if *scenario != "" {
