@@ -1,13 +1,8 @@
 package awsconf
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,328 +14,397 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
-// isolate keeps the SDK away from the developer's files, the instance
-// metadata service and the environment's credentials.
-func isolate(t *testing.T) {
+// isolate keeps the SDK away from the developer's environment and files
+// and from the instance metadata service: every AWS_ variable is unset for
+// the test, and the shared files are (absent) files in a temporary
+// directory.
+func isolate(t *testing.T) (configFile, credentialsFile string) {
 	t.Helper()
-	dir := t.TempDir()
-	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-		"AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL_STS",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+			t.Setenv(k, "") // restored after the test
+			os.Unsetenv(k)
+		}
 	}
+	dir := t.TempDir()
+	configFile, credentialsFile = filepath.Join(dir, "config"), filepath.Join(dir, "credentials")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_CONFIG_FILE", configFile)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", credentialsFile)
+	return configFile, credentialsFile
 }
 
-var signTime = time.Date(2026, 11, 22, 7, 34, 52, 0, time.UTC)
-
-func exampleCreds() aws.CredentialsProvider {
-	return credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token")
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
-// received is what the test server saw of one request.
-type received struct {
-	method, path, query string
-	header              http.Header
-	body                []byte
-	host                string
-}
-
-func recorder(t *testing.T) (*httptest.Server, func() received) {
-	var mu sync.Mutex
-	var last received
+// refuse is a server that fails the test if anything reaches it.
+func refuse(t *testing.T, what string) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		last = received{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), body: body, host: r.Host}
-		mu.Unlock()
-		w.Write([]byte(`{}`))
+		t.Errorf("a request reached %s: %s %s", what, r.Method, r.URL)
+		w.WriteHeader(http.StatusTeapot)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, func() received { mu.Lock(); defer mu.Unlock(); return last }
+	return srv.URL
 }
 
-// resign signs what the server received, independently, with the same
-// credentials and time; the result is what the signer should have sent.
-func resign(t *testing.T, got received, service, region string) string {
-	t.Helper()
-	u := &url.URL{Scheme: "http", Host: got.host, Path: got.path, RawQuery: got.query}
-	req, err := http.NewRequest(got.method, u.String(), bytes.NewReader(got.body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Like AWS, take only the headers the request says it signed (the
-	// transport adds Accept-Encoding after signing).
-	_, signed, _ := strings.Cut(got.header.Get("Authorization"), "SignedHeaders=")
-	signed, _, _ = strings.Cut(signed, ",")
-	for _, h := range strings.Split(signed, ";") {
-		k := http.CanonicalHeaderKey(h)
-		if k == "X-Amz-Date" || k == "X-Amz-Security-Token" || k == "Host" || k == "Content-Length" {
-			continue
-		}
-		req.Header[k] = got.header[k]
-	}
-	sum := sha256.Sum256(got.body)
-	creds, _ := exampleCreds().Retrieve(context.Background())
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), service, region, signTime); err != nil {
-		t.Fatal(err)
-	}
-	return req.Header.Get("Authorization")
-}
-
-func TestSignerMatchesTheSDKSigner(t *testing.T) {
-	srv, last := recorder(t)
-	s := &Signer{Credentials: exampleCreds(), Region: "eu-west-1", Service: "es", Now: func() time.Time { return signTime }}
-	client := &http.Client{Transport: s}
-	for _, c := range []struct {
-		name, method string
-		body         []byte
-		header       map[string]string
-	}{
-		{"bulk", http.MethodPost, []byte("{\"index\":{}}\n{\"a\":1}\n"), map[string]string{"Content-Type": "application/x-ndjson"}},
-		{"gzip", http.MethodPost, []byte("\x1f\x8b\x08\x00binary"), map[string]string{"Content-Encoding": "gzip"}},
-		{"empty", http.MethodGet, nil, nil},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			var body io.Reader
-			if c.body != nil {
-				body = bytes.NewReader(c.body)
-			}
-			req, err := http.NewRequest(c.method, srv.URL+"/_bulk?pipeline=p", body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range c.header {
-				req.Header.Set(k, v)
-			}
-			res, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			got := last()
-			if !bytes.Equal(got.body, c.body) {
-				t.Errorf("body changed: %q", got.body)
-			}
-			sum := sha256.Sum256(c.body)
-			auth := got.header.Get("Authorization")
-			switch {
-			case got.header.Get("X-Amz-Content-Sha256") != hex.EncodeToString(sum[:]):
-				t.Errorf("content hash %s", got.header.Get("X-Amz-Content-Sha256"))
-			case got.header.Get("X-Amz-Date") != "20261122T073452Z":
-				t.Errorf("date %s", got.header.Get("X-Amz-Date"))
-			case got.header.Get("X-Amz-Security-Token") != "session-token":
-				t.Errorf("token %q", got.header.Get("X-Amz-Security-Token"))
-			case !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261122/eu-west-1/es/aws4_request, SignedHeaders="):
-				t.Errorf("authorization %s", auth)
-			case !strings.Contains(auth, "host") || !strings.Contains(auth, "x-amz-content-sha256") || !strings.Contains(auth, "x-amz-date"):
-				t.Errorf("signed headers in %s", auth)
-			}
-			if want := resign(t, got, "es", "eu-west-1"); auth != want {
-				t.Errorf("signature differs from the SDK's:\n got %s\nwant %s", auth, want)
-			}
-			if req.Header.Get("Authorization") != "" || req.Header.Get("X-Amz-Content-Sha256") != "" {
-				t.Error("the caller's request was modified")
-			}
-		})
-	}
-}
-
-// A body changed after signing no longer matches the signature.
-func TestSignatureCoversTheBody(t *testing.T) {
-	srv, last := recorder(t)
-	s := &Signer{Credentials: exampleCreds(), Region: "us-east-1", Service: "aoss", Now: func() time.Time { return signTime }}
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/_bulk", strings.NewReader("original"))
-	res, err := (&http.Client{Transport: s}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	got := last()
-	if resign(t, got, "aoss", "us-east-1") != got.header.Get("Authorization") {
-		t.Fatal("untampered request does not verify")
-	}
-	got.body = []byte("tampered")
-	got.header.Set("X-Amz-Content-Sha256", fmt.Sprintf("%x", sha256.Sum256(got.body)))
-	if resign(t, got, "aoss", "us-east-1") == got.header.Get("Authorization") {
-		t.Fatal("a changed body verified")
-	}
-}
-
-func TestSignerRefusesOtherCredentialsAndCredentialErrors(t *testing.T) {
-	srv, last := recorder(t)
-	s := &Signer{Credentials: exampleCreds(), Region: "us-east-1", Service: "es"}
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
-	req.SetBasicAuth("u", "p")
-	if _, err := (&http.Client{Transport: s}).Do(req); !errors.Is(err, ErrAuthorizationSet) {
-		t.Errorf("with basic auth: %v", err)
-	}
-	bad := &Signer{Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-		return aws.Credentials{}, errors.New("no credentials anywhere")
-	}), Region: "us-east-1", Service: "es"}
-	req, _ = http.NewRequest(http.MethodGet, srv.URL+"/", nil)
-	if _, err := (&http.Client{Transport: bad}).Do(req); err == nil || !strings.Contains(err.Error(), "no credentials anywhere") {
-		t.Errorf("credential error: %v", err)
-	}
-	if last().method != "" {
-		t.Error("a request was sent")
-	}
-}
-
-func TestLoadFromEnvironmentAndFiles(t *testing.T) {
+func TestLoadFromEnvironment(t *testing.T) {
 	isolate(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-env")
+	t.Setenv("AWS_SESSION_TOKEN", "token-env")
 	t.Setenv("AWS_REGION", "ap-south-1")
 	cfg, err := Config{}.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	creds, err := cfg.Credentials.Retrieve(context.Background())
-	if err != nil || creds.AccessKeyID != "AKIDENV" || cfg.Region != "ap-south-1" {
-		t.Errorf("env: %v %+v %s", err, creds.AccessKeyID, cfg.Region)
+	if err != nil || creds.AccessKeyID != "AKIDENV" || creds.SecretAccessKey != "secret-env" || creds.SessionToken != "token-env" {
+		t.Errorf("credentials: %v %s", err, creds.AccessKeyID)
+	}
+	if cfg.Region != "ap-south-1" || cfg.BaseEndpoint != nil {
+		t.Errorf("region %q, endpoint %v", cfg.Region, cfg.BaseEndpoint)
 	}
 
-	isolate(t)
-	file := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
-	if err := os.WriteFile(file, []byte("[logs]\naws_access_key_id = AKIDFILE\naws_secret_access_key = secret-file\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// The configured region wins over the environment's.
+	cfg, err = Config{Region: "eu-west-3"}.Load(context.Background())
+	if err != nil || cfg.Region != "eu-west-3" {
+		t.Errorf("configured region: %v %q", err, cfg.Region)
 	}
+}
+
+func TestLoadFromSharedFiles(t *testing.T) {
+	configFile, credentialsFile := isolate(t)
+	writeFile(t, credentialsFile, "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = secret-default\n\n"+
+		"[logs]\naws_access_key_id = AKIDFILE\naws_secret_access_key = secret-file\n")
+	writeFile(t, configFile, "[profile logs]\nregion = eu-central-1\n")
 	t.Setenv("AWS_PROFILE", "logs")
-	cfg, err = Config{Region: "eu-central-1", Endpoint: "http://127.0.0.1:4566"}.Load(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds, err = cfg.Credentials.Retrieve(context.Background())
-	if err != nil || creds.AccessKeyID != "AKIDFILE" || cfg.Region != "eu-central-1" || aws.ToString(cfg.BaseEndpoint) != "http://127.0.0.1:4566" {
-		t.Errorf("profile: %v %s %s %v", err, creds.AccessKeyID, cfg.Region, cfg.BaseEndpoint)
-	}
-
-	isolate(t)
-	if _, err := (Config{}).Load(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "region: ") {
-		t.Errorf("no region: %v", err)
-	}
-}
-
-// fakeSTS speaks STS's query protocol for AssumeRole and
-// AssumeRoleWithWebIdentity.
-type fakeSTS struct {
-	mu    sync.Mutex
-	forms []url.Values
-	auth  []string
-	deny  bool
-}
-
-func (f *fakeSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		w.WriteHeader(400)
-		return
-	}
-	f.mu.Lock()
-	f.forms = append(f.forms, r.PostForm)
-	f.auth = append(f.auth, r.Header.Get("Authorization"))
-	deny := f.deny
-	f.mu.Unlock()
-	w.Header().Set("Content-Type", "text/xml")
-	if deny {
-		w.WriteHeader(http.StatusForbidden)
-		fmt.Fprint(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: sts:AssumeRole</Message></Error><RequestId>req-1</RequestId></ErrorResponse>`)
-		return
-	}
-	action := r.PostForm.Get("Action")
-	creds := `<Credentials><AccessKeyId>ASIAASSUMED</AccessKeyId><SecretAccessKey>assumed-secret</SecretAccessKey><SessionToken>assumed-token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>`
-	fmt.Fprintf(w, `<%[1]sResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><%[1]sResult>%[2]s<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/logs/sluice</Arn><AssumedRoleId>AROA:sluice</AssumedRoleId></AssumedRoleUser></%[1]sResult><ResponseMetadata><RequestId>req-2</RequestId></ResponseMetadata></%[1]sResponse>`, action, creds)
-}
-
-func TestAssumeRole(t *testing.T) {
-	isolate(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDBASE")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-base")
-	sts := &fakeSTS{}
-	srv := httptest.NewServer(sts)
-	defer srv.Close()
-	c := Config{Region: "us-west-2", RoleARN: "arn:aws:iam::123456789012:role/logs", ExternalID: "ext-1", STSEndpoint: srv.URL}
-	cfg, err := c.Load(context.Background())
+	cfg, err := Config{Endpoint: "http://127.0.0.1:4566"}.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	creds, err := cfg.Credentials.Retrieve(context.Background())
-	if err != nil || creds.AccessKeyID != "ASIAASSUMED" || creds.SessionToken != "assumed-token" {
-		t.Fatalf("assumed credentials: %v %+v", err, creds.AccessKeyID)
+	if err != nil || creds.AccessKeyID != "AKIDFILE" || creds.SecretAccessKey != "secret-file" {
+		t.Errorf("credentials: %v %s", err, creds.AccessKeyID)
 	}
-	f := sts.forms[0]
-	if f.Get("Action") != "AssumeRole" || f.Get("RoleArn") != c.RoleARN || f.Get("ExternalId") != "ext-1" || f.Get("RoleSessionName") != "sluice" {
-		t.Errorf("STS saw %v", f)
+	if cfg.Region != "eu-central-1" {
+		t.Errorf("region from the profile: %q", cfg.Region)
 	}
-	if !strings.HasPrefix(sts.auth[0], "AWS4-HMAC-SHA256 Credential=AKIDBASE/") || !strings.Contains(sts.auth[0], "/us-west-2/sts/aws4_request") {
-		t.Errorf("the STS call was not signed with the base credentials: %s", sts.auth[0])
+	if aws.ToString(cfg.BaseEndpoint) != "http://127.0.0.1:4566" {
+		t.Errorf("endpoint %v", aws.ToString(cfg.BaseEndpoint))
 	}
 
-	sts.deny = true
-	cfg, err = Config{Region: "us-west-2", RoleARN: "arn:aws:iam::123456789012:role/other", STSEndpoint: srv.URL}.Load(context.Background())
+	t.Setenv("AWS_PROFILE", "missing")
+	if _, err := (Config{Region: "eu-west-1"}).Load(context.Background()); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("missing profile: %v", err)
+	}
+}
+
+func TestLoadWithoutRegion(t *testing.T) {
+	isolate(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDENV")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret-env")
+	_, err := Config{}.Load(context.Background())
+	if err == nil || err.Error() != "region: not set and not found in the environment (AWS_REGION)" {
+		t.Errorf("no region: %v", err)
+	}
+}
+
+func TestLoadValidates(t *testing.T) {
+	isolate(t)
+	if _, err := (Config{Region: "eu-west-1", RoleARN: "logs"}).Load(context.Background()); err == nil || !strings.HasPrefix(err.Error(), "role_arn: ") {
+		t.Errorf("invalid config: %v", err)
+	}
+}
+
+// Credentials the fake STS hands out.
+var (
+	assumed = aws.Credentials{AccessKeyID: "ASIAASSUMED", SecretAccessKey: "assumed-secret", SessionToken: "assumed-token"}
+	webID   = aws.Credentials{AccessKeyID: "ASIAWEBIDENTITY", SecretAccessKey: "webid-secret", SessionToken: "webid-token"}
+	base    = aws.Credentials{AccessKeyID: "AKIDBASE", SecretAccessKey: "secret-base"}
+)
+
+const expiration = "2099-01-01T00:00:00Z"
+
+// stsCall is one call the fake STS received.
+type stsCall struct {
+	form      url.Values
+	auth      string
+	verifyErr error // of the SigV4 signature; nil: valid
+}
+
+// fakeSTS speaks STS's query protocol (a form POST with Action and
+// Version, XML responses) for AssumeRole and AssumeRoleWithWebIdentity, on
+// 127.0.0.1. AssumeRole must be signed with credentials it knows.
+type fakeSTS struct {
+	*httptest.Server
+	verify *verifier
+
+	mu    sync.Mutex
+	calls []stsCall
+	deny  bool
+}
+
+func newFakeSTS(t *testing.T) *fakeSTS {
+	f := &fakeSTS{verify: newVerifier(base, webID)}
+	f.Server = httptest.NewServer(f)
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeSTS) setDeny(deny bool) {
+	f.mu.Lock()
+	f.deny = deny
+	f.mu.Unlock()
+}
+
+func (f *fakeSTS) received() []stsCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]stsCall(nil), f.calls...)
+}
+
+func (f *fakeSTS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	got := f.verify.record(r) // reads the body
+	form, err := url.ParseQuery(string(got.body))
+	if err != nil || r.Method != http.MethodPost || r.URL.Path != "/" ||
+		r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" || form.Get("Version") != "2011-06-15" {
+		http.Error(w, "not an STS query request", http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.calls = append(f.calls, stsCall{form: form, auth: r.Header.Get("Authorization"), verifyErr: got.err})
+	deny := f.deny
+	f.mu.Unlock()
+
+	w.Header().Set("Content-Type", "text/xml")
+	action := form.Get("Action")
+	creds := assumed
+	switch {
+	case deny:
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/base is not authorized to perform: sts:AssumeRole on resource: %s</Message></Error><RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>`, form.Get("RoleArn"))
+		return
+	case action == "AssumeRole" && got.err != nil:
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided.</Message></Error><RequestId>r-1</RequestId></ErrorResponse>`)
+		return
+	case action == "AssumeRoleWithWebIdentity":
+		creds = webID
+	case action != "AssumeRole":
+		http.Error(w, "unknown action "+action, http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintf(w, `<%[1]sResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <%[1]sResult>
+    <Credentials>
+      <AccessKeyId>%[2]s</AccessKeyId>
+      <SecretAccessKey>%[3]s</SecretAccessKey>
+      <SessionToken>%[4]s</SessionToken>
+      <Expiration>%[5]s</Expiration>
+    </Credentials>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/logs/%[6]s</Arn>
+      <AssumedRoleId>AROA3XFRBF535PLBIFPI4:%[6]s</AssumedRoleId>
+    </AssumedRoleUser>
+  </%[1]sResult>
+  <ResponseMetadata>
+    <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId>
+  </ResponseMetadata>
+</%[1]sResponse>`, action, creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken, expiration, form.Get("RoleSessionName"))
+}
+
+func TestAssumeRole(t *testing.T) {
+	isolate(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", base.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", base.SecretAccessKey)
+	// sts_endpoint wins over the SDK's variable; endpoint is not STS's.
+	t.Setenv("AWS_ENDPOINT_URL_STS", refuse(t, "AWS_ENDPOINT_URL_STS"))
+	fake := newFakeSTS(t)
+	c := Config{Region: "us-west-2", RoleARN: "arn:aws:iam::123456789012:role/logs", ExternalID: "ext-1",
+		STSEndpoint: fake.URL, Endpoint: refuse(t, "the service endpoint")}
+	cfg, err := c.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cfg.Credentials.Retrieve(context.Background()); err == nil || !strings.Contains(err.Error(), "AccessDenied") {
-		t.Errorf("denied: %v", err)
+	if len(fake.received()) != 0 {
+		t.Error("Load called STS")
+	}
+	for range 3 { // cached: one call; refreshed expiryWindow early
+		creds, err := cfg.Credentials.Retrieve(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if creds.AccessKeyID != assumed.AccessKeyID || creds.SecretAccessKey != assumed.SecretAccessKey ||
+			creds.SessionToken != assumed.SessionToken || !creds.CanExpire || !creds.Expires.Equal(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC).Add(-expiryWindow)) {
+			t.Fatalf("assumed credentials: %s %v %v", creds.AccessKeyID, creds.CanExpire, creds.Expires)
+		}
+	}
+	calls := fake.received()
+	if len(calls) != 1 {
+		t.Fatalf("%d STS calls", len(calls))
+	}
+	f := calls[0].form
+	if f.Get("Action") != "AssumeRole" || f.Get("RoleArn") != c.RoleARN || f.Get("ExternalId") != "ext-1" || f.Get("RoleSessionName") != "sluice" {
+		t.Errorf("STS saw %v", f)
+	}
+	credential, _, _, _ := authParts(calls[0].auth)
+	if !strings.HasPrefix(credential, base.AccessKeyID+"/") || !strings.HasSuffix(credential, "/us-west-2/sts/aws4_request") {
+		t.Errorf("the STS call was not signed with the base credentials: %s", credential)
+	}
+	if calls[0].verifyErr != nil {
+		t.Errorf("the signature of the STS call does not verify with the base credentials: %v", calls[0].verifyErr)
+	}
+
+	// A session name of one's own.
+	c.SessionName = "sluice-prod"
+	cfg, err = c.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Credentials.Retrieve(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if calls := fake.received(); calls[len(calls)-1].form.Get("RoleSessionName") != "sluice-prod" {
+		t.Errorf("session name %v", calls[len(calls)-1].form)
+	}
+}
+
+func TestAssumeRoleDenied(t *testing.T) {
+	isolate(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", base.AccessKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", base.SecretAccessKey)
+	fake := newFakeSTS(t)
+	fake.setDeny(true)
+	cfg, err := Config{Region: "us-west-2", RoleARN: "arn:aws:iam::123456789012:role/other", STSEndpoint: fake.URL}.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cfg.Credentials.Retrieve(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("denied: %v", err)
+	}
+	if strings.Contains(err.Error(), base.SecretAccessKey) {
+		t.Errorf("the error shows the secret: %v", err)
+	}
+	if n := len(fake.received()); n != 1 {
+		t.Errorf("%d STS calls: a 403 is not retried", n)
 	}
 }
 
 // IRSA: the web identity token of the pod's service account is exchanged
-// for the role's credentials.
+// for the role's credentials, at the STS endpoint of AWS_ENDPOINT_URL_STS.
 func TestWebIdentity(t *testing.T) {
 	isolate(t)
-	sts := &fakeSTS{}
-	srv := httptest.NewServer(sts)
-	defer srv.Close()
+	fake := newFakeSTS(t)
 	token := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(token, []byte("eyJ.service-account.token"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, token, "eyJhbGciOiJSUzI1NiJ9.service-account.token")
 	t.Setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/sluice-irsa")
 	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", token)
-	t.Setenv("AWS_ENDPOINT_URL_STS", srv.URL)
+	t.Setenv("AWS_ENDPOINT_URL_STS", fake.URL)
 	cfg, err := Config{Region: "eu-west-1"}.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	creds, err := cfg.Credentials.Retrieve(context.Background())
-	if err != nil || creds.AccessKeyID != "ASIAASSUMED" {
-		t.Fatalf("web identity credentials: %v %+v", err, creds.AccessKeyID)
+	if err != nil || creds.AccessKeyID != webID.AccessKeyID || creds.SecretAccessKey != webID.SecretAccessKey || creds.SessionToken != webID.SessionToken {
+		t.Fatalf("web identity credentials: %v %s", err, creds.AccessKeyID)
 	}
-	f := sts.forms[0]
-	if f.Get("Action") != "AssumeRoleWithWebIdentity" || f.Get("WebIdentityToken") != "eyJ.service-account.token" ||
-		f.Get("RoleArn") != "arn:aws:iam::123456789012:role/sluice-irsa" {
+	calls := fake.received()
+	if len(calls) != 1 {
+		t.Fatalf("%d STS calls", len(calls))
+	}
+	f := calls[0].form
+	if f.Get("Action") != "AssumeRoleWithWebIdentity" || f.Get("WebIdentityToken") != "eyJhbGciOiJSUzI1NiJ9.service-account.token" ||
+		f.Get("RoleArn") != "arn:aws:iam::123456789012:role/sluice-irsa" || f.Get("RoleSessionName") == "" {
 		t.Errorf("STS saw %v", f)
+	}
+	if calls[0].auth != "" {
+		t.Errorf("AssumeRoleWithWebIdentity was signed: %s", calls[0].auth)
+	}
+}
+
+// IRSA with role_arn: the web identity's credentials assume the role.
+func TestWebIdentityThenAssumeRole(t *testing.T) {
+	isolate(t)
+	fake := newFakeSTS(t)
+	token := filepath.Join(t.TempDir(), "token")
+	writeFile(t, token, "eyJ.token")
+	t.Setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/sluice-irsa")
+	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", token)
+	t.Setenv("AWS_ENDPOINT_URL_STS", fake.URL)
+	cfg, err := Config{Region: "eu-west-1", RoleARN: "arn:aws-cn:iam::210987654321:role/path/to/logs"}.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := cfg.Credentials.Retrieve(context.Background())
+	if err != nil || creds.AccessKeyID != assumed.AccessKeyID {
+		t.Fatalf("credentials: %v %s", err, creds.AccessKeyID)
+	}
+	calls := fake.received()
+	if len(calls) != 2 || calls[0].form.Get("Action") != "AssumeRoleWithWebIdentity" || calls[1].form.Get("Action") != "AssumeRole" {
+		t.Fatalf("STS calls %+v", calls)
+	}
+	if credential, _, _, _ := authParts(calls[1].auth); !strings.HasPrefix(credential, webID.AccessKeyID+"/") || calls[1].verifyErr != nil {
+		t.Errorf("AssumeRole was not signed with the web identity's credentials: %s %v", credential, calls[1].verifyErr)
+	}
+	if calls[1].form.Get("RoleArn") != "arn:aws-cn:iam::210987654321:role/path/to/logs" {
+		t.Errorf("RoleArn %s", calls[1].form.Get("RoleArn"))
 	}
 }
 
 func TestValidate(t *testing.T) {
+	const role = "arn:aws:iam::123456789012:role/logs"
 	cases := []struct {
-		c    Config
-		want string
+		c      Config
+		prefix string // "" means valid
 	}{
 		{Config{}, ""},
-		{Config{RoleARN: "arn:aws:iam::123456789012:role/logs"}, ""},
-		{Config{RoleARN: "arn:aws-us-gov:iam::123456789012:role/path/logs", ExternalID: "x"}, ""},
+		{Config{Region: "eu-west-1", SessionName: "sluice"}, ""},
+		{Config{Region: "us-gov-east-1", RoleARN: "arn:aws-us-gov:iam::123456789012:role/path/logs", ExternalID: "x-1", SessionName: "node@eu.1"}, ""},
+		{Config{RoleARN: "arn:aws-cn:iam::123456789012:role/logs"}, ""},
+		{Config{RoleARN: "arn:aws-iso-b:iam::123456789012:role/a/b/c", STSEndpoint: "https://sts.eu-west-1.amazonaws.com"}, ""},
+		{Config{Endpoint: "http://localstack:4566"}, ""},
+		{Config{Endpoint: "https://127.0.0.1:4566/base"}, ""},
+
+		{Config{Region: "EU West 1"}, "region: "},
+		{Config{Region: "eu-west-1."}, "region: "},
 		{Config{RoleARN: "logs"}, "role_arn: "},
 		{Config{RoleARN: "arn:aws:iam::1234:role/logs"}, "role_arn: "},
-		{Config{ExternalID: "x"}, "external_id: "},
+		{Config{RoleARN: "arn:aws:iam::123456789012:user/logs"}, "role_arn: "},
+		{Config{RoleARN: "arn:aws:iam::123456789012:role/"}, "role_arn: "},
+		{Config{RoleARN: "arn:awsx:iam::123456789012:role/logs"}, "role_arn: "},
+		{Config{RoleARN: "arn:aws:sts::123456789012:assumed-role/logs/s"}, "role_arn: "},
+		{Config{ExternalID: "x1"}, "external_id: "},
+		{Config{RoleARN: role, ExternalID: "x"}, "external_id: "},
+		{Config{RoleARN: role, ExternalID: "has space"}, "external_id: "},
+		{Config{RoleARN: role, SessionName: "a"}, "role_session_name: "},
+		{Config{RoleARN: role, SessionName: "with space"}, "role_session_name: "},
+		{Config{RoleARN: role, SessionName: strings.Repeat("s", 65)}, "role_session_name: "},
 		{Config{Endpoint: "localhost:4566"}, "endpoint: "},
-		{Config{STSEndpoint: "ftp://x"}, "sts_endpoint: "},
-		{Config{Endpoint: "http://localstack:4566"}, ""},
+		{Config{Endpoint: "/relative"}, "endpoint: "},
+		{Config{Endpoint: "ftp://host"}, "endpoint: "},
+		{Config{Endpoint: "http://"}, "endpoint: "},
+		{Config{Endpoint: "http://user:pass@localstack:4566"}, "endpoint: "},
+		{Config{Endpoint: "http://localstack:4566/?a=b"}, "endpoint: "},
+		{Config{RoleARN: role, STSEndpoint: "ftp://x"}, "sts_endpoint: "},
+		{Config{RoleARN: role, STSEndpoint: "sts.amazonaws.com"}, "sts_endpoint: "},
+		{Config{STSEndpoint: "https://sts.amazonaws.com"}, "sts_endpoint: "},
 	}
 	for _, c := range cases {
 		err := c.c.Validate()
-		if (c.want == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), c.want)) {
-			t.Errorf("%+v: %v, want %q", c.c, err, c.want)
+		switch {
+		case c.prefix == "" && err != nil:
+			t.Errorf("%+v: %v", c.c, err)
+		case c.prefix != "" && (err == nil || !strings.HasPrefix(err.Error(), c.prefix)):
+			t.Errorf("%+v: %v, want an error starting with %q", c.c, err, c.prefix)
+		case err != nil && strings.Contains(err.Error(), "pass"):
+			t.Errorf("%+v: the error shows a password: %v", c.c, err)
 		}
 	}
 }
