@@ -44,9 +44,10 @@ fuzz:
 # fixed load scenarios from loadgen, acked and end-to-end rates, CPU per
 # record, peak RSS (docs/PERFORMANCE.md). BENCH_SCALE=0.1 for a quick look.
 BENCH_SCALE ?= 1
+BENCH_COUNT ?= 3
 bench: build
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
-	$(BIN)/loadgen -bench $(BIN)/sluice -bench-scale $(BENCH_SCALE)
+	$(BIN)/loadgen -bench $(BIN)/sluice -bench-scale $(BENCH_SCALE) -bench-count $(BENCH_COUNT)
 
 loadtest: bench
 

@@ -31,6 +31,9 @@ type Config struct {
 	Auth AuthConfig `yaml:"auth"`
 	// TLS serves the API over HTTPS.
 	TLS tlsconfig.Config `yaml:"tls"`
+	// Pprof serves Go's profiles under /debug/pprof/ (behind Auth), for
+	// measuring sluice under load; off by default.
+	Pprof bool `yaml:"pprof"`
 }
 
 // SetDefaults fills zero values.
@@ -109,6 +112,9 @@ func New(cfg Config, deps Deps, set component.Settings) (*Server, error) {
 		r.Handle("/metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
 		if deps.Operator != nil {
 			s.mountOperator(r, deps.Operator)
+		}
+		if cfg.Pprof {
+			r.Mount("/debug", middleware.Profiler())
 		}
 	})
 	s.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf}

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,10 +24,11 @@ type Scenario struct {
 	Config
 }
 
-// BenchScenarios are `make bench`'s fixed scenarios: 250-byte nginx-like
-// records (no stack traces), as the targets in docs/PERFORMANCE.md.
+// BenchScenarios are `make bench`'s fixed scenarios: nginx access lines of
+// 180 bytes, about 250 bytes a record on the wire in PackedForward (no stack
+// traces), as the targets in docs/PERFORMANCE.md.
 func BenchScenarios() []Scenario {
-	nginx := Workload{Nginx: 1, Pods: 20}
+	nginx := Workload{Nginx: 1, Pods: 20, NginxBytes: 180}
 	return []Scenario{
 		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}},
 		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}},
@@ -42,30 +45,56 @@ func BenchScenarios() []Scenario {
 type BenchRow struct {
 	Name         string
 	Records      int
+	RecordBytes  float64 // wire bytes per record
 	AckedPerSec  float64 // acknowledged records per second
 	EndToEnd     float64 // records per second until the last one is in the sink
 	CPUPerRecord time.Duration
 	PeakRSS      int64 // bytes
 	Lost, Dups   int
+	// Runs of the scenario, and their slowest and fastest acked rates.
+	Runs               int
+	AckedMin, AckedMax float64
 }
 
 // Bench starts the sluice binary afresh for each scenario, on its embedded
 // defaults with the file sink in a temporary directory, runs the scenario,
-// waits until the sink holds every record, and measures the process.
-func Bench(ctx context.Context, sluice string, scenarios []Scenario, progress io.Writer) ([]BenchRow, error) {
+// waits until the sink holds every record, and measures the process. Each
+// scenario runs count times (a shared machine's speed varies from run to
+// run); its row is the run with the median acked rate, with the slowest and
+// fastest acked rates beside it, and the losses of all runs.
+func Bench(ctx context.Context, sluice string, scenarios []Scenario, count int, progress io.Writer) ([]BenchRow, error) {
 	sluice, err := filepath.Abs(sluice) // it runs in its own directory
 	if err != nil {
 		return nil, err
 	}
 	var rows []BenchRow
 	for _, sc := range scenarios {
-		row, err := benchOne(ctx, sluice, sc, progress)
-		if err != nil {
-			return rows, fmt.Errorf("%s: %w", sc.Name, err)
+		runs := make([]BenchRow, 0, max(count, 1))
+		for range max(count, 1) {
+			row, err := benchOne(ctx, sluice, sc, progress)
+			if err != nil {
+				return rows, fmt.Errorf("%s: %w", sc.Name, err)
+			}
+			runs = append(runs, row)
 		}
-		rows = append(rows, row)
+		rows = append(rows, medianRow(runs))
 	}
 	return rows, nil
+}
+
+// medianRow is the run with the median acked rate, with the range and
+// the losses of all runs.
+func medianRow(runs []BenchRow) BenchRow {
+	slices.SortFunc(runs, func(a, b BenchRow) int { return cmp.Compare(a.AckedPerSec, b.AckedPerSec) })
+	row := runs[len(runs)/2]
+	row.Runs = len(runs)
+	row.AckedMin, row.AckedMax = runs[0].AckedPerSec, runs[len(runs)-1].AckedPerSec
+	row.Lost, row.Dups = 0, 0
+	for _, r := range runs {
+		row.Lost += r.Lost
+		row.Dups += r.Dups
+	}
+	return row
 }
 
 func freePort() (int, error) {
@@ -147,6 +176,7 @@ func benchOne(ctx context.Context, sluice string, sc Scenario, progress io.Write
 		row.EndToEnd = float64(rep.Records) / e2e.Seconds()
 	}
 	if rep.Records > 0 {
+		row.RecordBytes = float64(rep.Bytes) / float64(rep.Records)
 		row.CPUPerRecord = (cpu1 - cpu0) / time.Duration(rep.Records)
 	}
 	return row, nil
@@ -201,10 +231,11 @@ func peakRSS(pid int) (int64, error) {
 // PrintBench writes the table in Markdown, with the machine described.
 func PrintBench(w io.Writer, rows []BenchRow) {
 	fmt.Fprintf(w, "\nmachine: %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
-	fmt.Fprintln(w, "| scenario | records | acked records/s | end-to-end records/s | CPU µs/record | peak RSS MiB | lost | dup |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scenario | records | bytes/record | acked records/s | acked range (runs) | end-to-end records/s | CPU µs/record | peak RSS MiB | lost | dup |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.2f | %.0f | %d | %d |\n", r.Name, r.Records, r.AckedPerSec, r.EndToEnd,
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.0f–%.0f (%d) | %.0f | %.2f | %.0f | %d | %d |\n", r.Name, r.Records, r.RecordBytes, r.AckedPerSec,
+			r.AckedMin, r.AckedMax, r.Runs, r.EndToEnd,
 			float64(r.CPUPerRecord.Nanoseconds())/1000, float64(r.PeakRSS)/(1<<20), r.Lost, r.Dups)
 	}
 }

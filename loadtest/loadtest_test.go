@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,5 +231,86 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := Run(context.Background(), c, nil); err == nil {
 			t.Errorf("%+v ran", c)
 		}
+	}
+}
+
+// Verification by sluice's own metrics: the delivered counter of each sink
+// grows by the acknowledged records; a sink whose route takes none of them
+// shows them all lost.
+func TestVerifyByMetrics(t *testing.T) {
+	a, _ := sluice(t, func(c *config.Config) {
+		c.Sinks = append(c.Sinks, config.SinkConfig{Name: "elsewhere", Match: []string{"nothing.**"}, File: &file.Config{Path: t.TempDir()}})
+	})
+	metrics := "http://" + a.APIAddr().String() + "/metrics"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base, err := ReadSinkCounts(ctx, metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(base) != 2 {
+		t.Fatalf("sinks before the run: %v", base)
+	}
+	rep, err := Run(ctx, Config{Addr: a.ForwardAddr().String(), Ack: true, Records: 4000, ChunkRecords: 500}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Verify(ctx, rep, Target{MetricsURL: metrics, Sink: "file", Baseline: base}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Acked != 4000 || v.Found != 4000 || v.Lost != 0 || v.Extra != 0 || !v.OK() {
+		t.Errorf("file sink: %v", v)
+	}
+	v, err = Verify(ctx, rep, Target{MetricsURL: metrics, Baseline: base}, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Found != 0 || v.Lost != 4000 || v.OK() {
+		t.Errorf("every sink, one of which takes nothing: %v", v)
+	}
+	if _, err := Verify(ctx, rep, Target{MetricsURL: metrics, Sink: "nosuch"}, time.Second); err == nil || !strings.Contains(err.Error(), `no sink "nosuch"`) {
+		t.Errorf("unknown sink: %v", err)
+	}
+}
+
+// The workload's kinds follow their weights and sizes.
+func TestWorkloadShapes(t *testing.T) {
+	w := Workload{Nginx: 1, NginxBytes: 180}
+	w.setDefaults()
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 100 {
+		if l := w.line(r, i); len(l) != 180 || !strings.Contains(l, `"GET /api/items/`) || !strings.HasSuffix(l, `"`) {
+			t.Fatalf("nginx line of %d bytes: %q", len(l), l)
+		}
+	}
+	w = Workload{JSON: 1, Stack: 1, StackBytes: 3000}
+	w.setDefaults()
+	kinds := map[string]int{}
+	for i := range 2000 {
+		switch l := w.line(r, i); {
+		case strings.HasPrefix(l, `{"level":`):
+			kinds["json"]++
+		case strings.HasPrefix(l, "panic:") && len(l) == 3000:
+			kinds["stack"]++
+		default:
+			t.Fatalf("unexpected line %q", l)
+		}
+	}
+	if kinds["json"] < 850 || kinds["stack"] < 850 {
+		t.Errorf("1:1 weights gave %v", kinds)
+	}
+}
+
+// A bench row is the median run by acked rate, with the range and every
+// run's losses.
+func TestMedianRow(t *testing.T) {
+	row := medianRow([]BenchRow{
+		{AckedPerSec: 900, EndToEnd: 9, Lost: 1},
+		{AckedPerSec: 700, EndToEnd: 7},
+		{AckedPerSec: 800, EndToEnd: 8, Dups: 2},
+	})
+	if row.AckedPerSec != 800 || row.EndToEnd != 8 || row.AckedMin != 700 || row.AckedMax != 900 || row.Runs != 3 || row.Lost != 1 || row.Dups != 2 {
+		t.Errorf("%+v", row)
 	}
 }

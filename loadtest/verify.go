@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Target is where Verify looks for the records.
@@ -24,6 +27,14 @@ type Target struct {
 	// ESURL and ESIndex: an Elasticsearch index (pattern) counted with
 	// _count for lg_run; only losses can be told there, not duplicates.
 	ESURL, ESIndex string
+	// MetricsURL is sluice's /metrics: the sinks' delivered counters
+	// (sluice_sink_records_total{outcome="delivered"}) must grow, from
+	// Baseline, by the number of acknowledged records. Counters cannot
+	// tell duplicates; more deliveries than acks count as Extra, and
+	// records sent to the dead-letter stream as Dead. Sink names one sink;
+	// empty, every sink must have delivered them all.
+	MetricsURL, Sink string
+	Baseline         SinkCounts
 }
 
 // Verification is what arrived of the acknowledged records.
@@ -33,6 +44,7 @@ type Verification struct {
 	Lost       int // acknowledged and not found
 	Duplicates int // extra copies found (of any record of the run)
 	Extra      int // found but never acknowledged (sent before a failure)
+	Dead       int // sent to the dead-letter stream (metrics only)
 	// Waited is how long until everything was there (or the deadline).
 	Waited time.Duration
 }
@@ -41,6 +53,10 @@ type Verification struct {
 func (v Verification) OK() bool { return v.Lost == 0 }
 
 func (v Verification) String() string {
+	if v.Dead > 0 {
+		return fmt.Sprintf("verified: %d acknowledged, %d found, %d lost, %d dead letters, %d unacknowledged found (after %.2fs)",
+			v.Acked, v.Found, v.Lost, v.Dead, v.Extra, v.Waited.Seconds())
+	}
 	return fmt.Sprintf("verified: %d acknowledged, %d found, %d lost, %d duplicates, %d unacknowledged found (after %.2fs)",
 		v.Acked, v.Found, v.Lost, v.Duplicates, v.Extra, v.Waited.Seconds())
 }
@@ -65,8 +81,10 @@ func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verif
 			v, err = files.poll(acked)
 		case t.ESURL != "":
 			v, err = verifyES(ctx, t, r.RunID, len(acked))
+		case t.MetricsURL != "":
+			v, err = verifyMetrics(ctx, t, len(acked))
 		default:
-			return Verification{}, errors.New("verify: no target (a file sink directory or an Elasticsearch index)")
+			return Verification{}, errors.New("verify: no target (a file sink directory, an Elasticsearch index or sluice's metrics)")
 		}
 		v.Waited = time.Since(start)
 		if err != nil || v.Lost == 0 || time.Now().After(deadline) {
@@ -185,5 +203,90 @@ func verifyES(ctx context.Context, t Target, run string, acked int) (Verificatio
 	}
 	v := Verification{Acked: acked, Found: min(c.Count, acked)}
 	v.Lost = acked - v.Found
+	return v, nil
+}
+
+// SinkCounts is what sluice's sinks have done so far, by sink name.
+type SinkCounts map[string]SinkCount
+
+// SinkCount is one sink's record counters.
+type SinkCount struct{ Delivered, Dead float64 }
+
+// ReadSinkCounts reads sluice_sink_records_total from sluice's /metrics.
+func ReadSinkCounts(ctx context.Context, metricsURL string) (SinkCounts, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("verify: %s: %s", metricsURL, res.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %s: %w", metricsURL, err)
+	}
+	counts := SinkCounts{}
+	fam := fams["sluice_sink_records_total"]
+	if fam == nil {
+		return counts, nil
+	}
+	for _, m := range fam.GetMetric() {
+		var sink, outcome string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "sink":
+				sink = l.GetValue()
+			case "outcome":
+				outcome = l.GetValue()
+			}
+		}
+		c := counts[sink]
+		switch outcome {
+		case "delivered":
+			c.Delivered = m.GetCounter().GetValue()
+		case "dead":
+			c.Dead = m.GetCounter().GetValue()
+		}
+		counts[sink] = c
+	}
+	return counts, nil
+}
+
+// verifyMetrics compares the sinks' counters with the baseline; with
+// several sinks the one that delivered least decides.
+func verifyMetrics(ctx context.Context, t Target, acked int) (Verification, error) {
+	now, err := ReadSinkCounts(ctx, t.MetricsURL)
+	if err != nil {
+		return Verification{Acked: acked, Lost: acked}, err
+	}
+	if t.Sink != "" {
+		if _, ok := now[t.Sink]; !ok {
+			return Verification{Acked: acked, Lost: acked}, fmt.Errorf("verify: sluice has no sink %q", t.Sink)
+		}
+		now = SinkCounts{t.Sink: now[t.Sink]}
+	}
+	if len(now) == 0 {
+		return Verification{Acked: acked, Lost: acked}, errors.New("verify: sluice reports no sink")
+	}
+	var v Verification
+	first := true
+	for name, c := range now {
+		base := t.Baseline[name]
+		delivered := int(c.Delivered - base.Delivered)
+		dead := int(c.Dead - base.Dead)
+		w := Verification{Acked: acked, Found: min(delivered, acked), Extra: max(delivered-acked, 0)}
+		w.Lost = acked - w.Found
+		w.Dead = max(dead, 0)
+		if first || w.Found < v.Found {
+			v = w
+			first = false
+		}
+	}
 	return v, nil
 }

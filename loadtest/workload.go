@@ -27,6 +27,9 @@ type Workload struct {
 	Stack float64 `yaml:"stack"`
 	// StackBytes is the size of a stack trace record's log (default 4096).
 	StackBytes int `yaml:"stack_bytes"`
+	// NginxBytes, when set, lengthens nginx lines to this many bytes with a
+	// browser user agent (they are about 95 bytes without it).
+	NginxBytes int `yaml:"nginx_bytes"`
 	// Pods spreads the records over this many pods (tags), default 10.
 	Pods int `yaml:"pods"`
 	// Namespaces the pods are in, default default, shop, pay.
@@ -67,14 +70,21 @@ func (w *Workload) pods() []pod {
 	return out
 }
 
+const browserAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 "
+
 // line returns the log text of one record, chosen by the weights.
 func (w *Workload) line(r *rand.Rand, i int) string {
 	total := w.Nginx + w.JSON + w.Stack
 	x := r.Float64() * total
 	switch {
 	case x < w.Nginx:
-		return fmt.Sprintf(`10.1.%d.%d - - [22/Nov/2026:07:34:52 +0000] "GET /api/items/%d HTTP/1.1" 200 %d "-" "hey/0.0.1"`,
+		line := fmt.Sprintf(`10.1.%d.%d - - [22/Nov/2026:07:34:52 +0000] "GET /api/items/%d HTTP/1.1" 200 %d "-" "`,
 			r.IntN(256), r.IntN(256), i, 200+r.IntN(4000))
+		agent := "hey/0.0.1"
+		if pad := w.NginxBytes - len(line) - 1; pad > len(agent) {
+			agent = strings.Repeat(browserAgent, pad/len(browserAgent)+1)[:pad]
+		}
+		return line + agent + `"`
 	case x < w.Nginx+w.JSON:
 		levels := []string{"info", "info", "info", "warn", "error"}
 		return fmt.Sprintf(`{"level":"%s","msg":"handled request","path":"/api/items/%d","duration_ms":%d,"user":"u%d"}`,

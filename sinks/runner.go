@@ -109,6 +109,7 @@ type runnerMetrics struct {
 	inProgress prometheus.Counter
 	dropped    prometheus.Counter
 	filtered   *prometheus.CounterVec
+	delivery   prometheus.Histogram
 }
 
 func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
@@ -133,19 +134,24 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 		Help: "In-progress acks sent to keep long-running messages from redelivery.", ConstLabels: l})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_records_dropped_total",
 		Help: "Records dropped before the sink by enrichment (excluded pods).", ConstLabels: l})
+	age := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_delivery_seconds",
+		Help:        "Time from a chunk's storage in JetStream to its acknowledgement by the sink (all its records delivered, dead or filtered out).",
+		ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.001, 2, 20)})
 	filtered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_records_filtered_total",
 		Help: "Records the sink does not take: reason match (tag patterns), condition (false) or condition_error.", ConstLabels: l}, []string{"reason"})
-	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered)
+	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered, age)
 	return runnerMetrics{
 		delivered: records.WithLabelValues("delivered"), dead: records.WithLabelValues("dead"),
 		retried: retried, errors: errs, acked: acked, batchSize: batch, latency: lat,
 		undecoded: undecoded, replayed: replayed, inProgress: inProgress, dropped: dropped, filtered: filtered,
+		delivery: age,
 	}
 }
 
 // message is a queue message whose records are on their way.
 type message struct {
 	msg       jetstream.Msg
+	stored    time.Time // when JetStream stored it
 	remaining atomic.Int64
 	arena     *[]byte // transformed records; recycled with the message
 }
@@ -374,7 +380,7 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 			recs = append(recs, Record{Tag: c.Tag, Entry: e, Seq: md.Sequence.Stream, Index: i})
 		}
 	}
-	msg := &message{msg: m}
+	msg := &message{msg: m, stored: md.Timestamp}
 	if err == nil && r.cfg.MatchTag != nil && !r.cfg.MatchTag(c.Tag) {
 		r.m.filtered.WithLabelValues("match").Add(float64(len(recs)))
 		r.ack(msg)
@@ -541,6 +547,9 @@ func (r *Runner) ack(m *message) {
 		return
 	}
 	r.m.acked.Inc()
+	if !m.stored.IsZero() {
+		r.m.delivery.Observe(time.Since(m.stored).Seconds())
+	}
 }
 
 // deliver writes records until each is delivered or dead. It gives up only

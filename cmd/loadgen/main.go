@@ -4,6 +4,7 @@
 //	loadgen -n 1000000 -c 4 -ack 127.0.0.1:24224
 //	loadgen -protocol http -mode ndjson -z 30s -c 8 http://127.0.0.1:9880
 //	loadgen -n 200000 -ack -verify-dir ./data/out 127.0.0.1:24224
+//	loadgen -n 200000 -ack -verify-metrics http://127.0.0.1:8080/metrics 127.0.0.1:24224
 //	loadgen -scenario mixed.yaml
 //
 // It exits 1 when -verify finds an acknowledged record missing.
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -41,8 +43,12 @@ type VerifyConfig struct {
 	Dir     string        `yaml:"dir"`
 	ESURL   string        `yaml:"es_url"`
 	ESIndex string        `yaml:"es_index"`
+	Metrics string        `yaml:"metrics_url"`
+	Sink    string        `yaml:"sink"`
 	Wait    time.Duration `yaml:"wait"`
 }
+
+func (v VerifyConfig) set() bool { return v.Dir != "" || v.ESURL != "" || v.Metrics != "" }
 
 func main() {
 	os.Exit(run())
@@ -56,6 +62,8 @@ func run() int {
 		output   = flag.String("o", "", "output: empty for hey's text, json for machines")
 		bench    = flag.String("bench", "", "run make bench's scenarios against this sluice binary and print the table")
 		scale    = flag.Float64("bench-scale", 1, "scale the bench scenarios' record counts")
+		count    = flag.Int("bench-count", 3, "runs of each bench scenario; the table shows the median")
+		only     = flag.String("bench-run", "", "run only the bench scenarios whose name contains this")
 	)
 	flag.StringVar(&c.Protocol, "protocol", "forward", "forward or http")
 	flag.StringVar(&c.Mode, "mode", "", "forward: packed, forward, message, gzip; http: json, ndjson, msgpack")
@@ -76,9 +84,12 @@ func run() int {
 	flag.Float64Var(&c.Workload.JSON, "json", 25, "weight of JSON application logs")
 	flag.Float64Var(&c.Workload.Stack, "stack", 5, "weight of stack traces")
 	flag.IntVar(&c.Workload.StackBytes, "stack-bytes", 4096, "size of a stack trace")
+	flag.IntVar(&c.Workload.NginxBytes, "nginx-bytes", 0, "lengthen nginx lines to this many bytes (0: about 95)")
 	flag.StringVar(&v.Dir, "verify-dir", "", "after sending, wait until this file sink directory holds every acked record")
 	flag.StringVar(&v.ESURL, "verify-es", "", "after sending, count the run's documents in this Elasticsearch")
 	flag.StringVar(&v.ESIndex, "verify-index", "_all", "the index (pattern) for -verify-es")
+	flag.StringVar(&v.Metrics, "verify-metrics", "", "after sending, wait until sluice's /metrics (this URL) shows every acked record delivered")
+	flag.StringVar(&v.Sink, "verify-sink", "", "the sink -verify-metrics looks at (default: every sink)")
 	flag.DurationVar(&v.Wait, "verify-wait", time.Minute, "how long verification waits")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: loadgen [flags] [address]\n\nflags:\n")
@@ -89,11 +100,18 @@ func run() int {
 		c.Addr = flag.Arg(0)
 	}
 	if *bench != "" {
-		scs := loadtest.BenchScenarios()
-		for i := range scs {
-			scs[i].Records = max(1, int(float64(scs[i].Records)**scale))
+		var scs []loadtest.Scenario
+		for _, sc := range loadtest.BenchScenarios() {
+			if strings.Contains(sc.Name, *only) {
+				sc.Records = max(1, int(float64(sc.Records)**scale))
+				scs = append(scs, sc)
+			}
 		}
-		rows, err := loadtest.Bench(context.Background(), *bench, scs, os.Stderr)
+		if len(scs) == 0 {
+			fmt.Fprintf(os.Stderr, "loadgen: no bench scenario has %q in its name\n", *only)
+			return 2
+		}
+		rows, err := loadtest.Bench(context.Background(), *bench, scs, *count, os.Stderr)
 		loadtest.PrintBench(os.Stdout, rows)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -129,6 +147,14 @@ func run() int {
 		if r.Name != "" && *output == "" {
 			fmt.Printf("== %s\n", r.Name)
 		}
+		var base loadtest.SinkCounts
+		if r.Verify.Metrics != "" {
+			var err error
+			if base, err = loadtest.ReadSinkCounts(ctx, r.Verify.Metrics); err != nil {
+				fmt.Fprintln(os.Stderr, "loadgen:", err)
+				return 2
+			}
+		}
 		rep, err := loadtest.Run(ctx, r.Config, os.Stderr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -139,14 +165,15 @@ func run() int {
 		} else {
 			rep.Print(os.Stdout)
 		}
-		if r.Verify.Dir == "" && r.Verify.ESURL == "" {
+		if !r.Verify.set() {
 			continue
 		}
 		wait := r.Verify.Wait
 		if wait == 0 {
 			wait = time.Minute
 		}
-		res, err := loadtest.Verify(ctx, rep, loadtest.Target{FileDir: r.Verify.Dir, ESURL: r.Verify.ESURL, ESIndex: r.Verify.ESIndex}, wait)
+		res, err := loadtest.Verify(ctx, rep, loadtest.Target{FileDir: r.Verify.Dir, ESURL: r.Verify.ESURL, ESIndex: r.Verify.ESIndex,
+			MetricsURL: r.Verify.Metrics, Sink: r.Verify.Sink, Baseline: base}, wait)
 		fmt.Fprintln(os.Stdout, res)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)

@@ -193,3 +193,26 @@ func TestOperatorAPI(t *testing.T) {
 		}
 	}
 }
+
+// api.pprof serves Go's profiles behind the API's auth; without it there
+// are none.
+func TestPprof(t *testing.T) {
+	const token = "prof-token"
+	for _, on := range []bool{false, true} {
+		cfg := testConfig(t, t.TempDir(), t.TempDir())
+		cfg.API.Auth = api.AuthConfig{Tokens: []string{token}}
+		cfg.API.Pprof = on
+		a := startApp(t, cfg)
+		base := "http://" + a.APIAddr().String() + "/debug/pprof/"
+		code, body := apiCall(t, "GET", base+"goroutine?debug=1", token, "")
+		if on && (code != 200 || !strings.Contains(string(body), "goroutine profile:")) {
+			t.Errorf("pprof on: %d %.200s", code, body)
+		}
+		if !on && code != 404 {
+			t.Errorf("pprof off: %d", code)
+		}
+		if code, _ := apiCall(t, "GET", base+"goroutine?debug=1", "", ""); on && code != 401 {
+			t.Errorf("pprof without a token: %d", code)
+		}
+	}
+}

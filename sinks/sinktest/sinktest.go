@@ -426,6 +426,28 @@ func failThenSucceed(t *testing.T, d Destination) {
 	if got := e.count("sluice_sink_records_total", "outcome", "dead"); got != 0 {
 		t.Errorf("dead %v, want 0", got)
 	}
+	// Each acknowledged message's time from storage to ack is observed; it
+	// includes the three failed attempts' backoff.
+	acked := e.count("sluice_sink_messages_acked_total", "", "")
+	n, sum := e.histogram("sluice_sink_delivery_seconds")
+	if acked == 0 || float64(n) != acked || sum <= 0 {
+		t.Errorf("delivery latency: %d observations summing to %vs for %v acked messages", n, sum, acked)
+	}
+}
+
+// histogram returns a histogram's sample count and sum.
+func (e *env) histogram(name string) (uint64, float64) {
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	return 0, 0
 }
 
 func partialFailure(t *testing.T, d Destination) {
