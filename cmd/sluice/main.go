@@ -1,14 +1,21 @@
 // Command sluice is the log aggregator: Forward protocol in, NATS JetStream
 // in between, sinks out. Run it with no flags to start on embedded defaults.
+//
+//	sluice -config sluice.yaml     # or SLUICE_CONFIG=sluice.yaml sluice
+//	sluice -check -config sluice.yaml
+//	sluice -probe http://127.0.0.1:8080/readyz   # a health check for images without curl
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 	_ "time/tzdata" // index and object names in any time zone, also in images without zoneinfo
 
 	"github.com/sluicelog/sluice/internal/app"
@@ -21,9 +28,13 @@ func main() {
 }
 
 func run() int {
-	path := flag.String("config", "", "YAML configuration file (default: built-in defaults)")
+	path := flag.String("config", os.Getenv("SLUICE_CONFIG"), "YAML configuration file (default: $SLUICE_CONFIG, else built-in defaults)")
 	check := flag.Bool("check", false, "validate the configuration and exit")
+	probe := flag.String("probe", "", "GET this URL and exit 0 on a 2xx answer, 1 otherwise (container health checks)")
 	flag.Parse()
+	if *probe != "" {
+		return probeURL(*probe, os.Stderr)
+	}
 
 	cfg, err := config.Load(*path)
 	if err != nil {
@@ -50,6 +61,23 @@ func run() int {
 	defer cancel()
 	if err := a.Shutdown(sctx); err != nil {
 		log.Error("shutdown incomplete", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// probeURL is a health check for images without a shell or curl.
+func probeURL(url string, errOut io.Writer) int {
+	client := &http.Client{Timeout: 5 * time.Second}
+	res, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintln(errOut, "sluice: probe:", err)
+		return 1
+	}
+	defer res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+		fmt.Fprintf(errOut, "sluice: probe: %s: %s\n", res.Status, body)
 		return 1
 	}
 	return 0
