@@ -3,8 +3,8 @@
 //
 //	loadgen -n 1000000 -c 4 -ack 127.0.0.1:24224
 //	loadgen -protocol http -mode ndjson -z 30s -c 8 http://127.0.0.1:9880
-//	loadgen -n 200000 -ack -verify-dir ./data/out 127.0.0.1:24224
-//	loadgen -n 200000 -ack -verify-metrics http://127.0.0.1:8080/metrics 127.0.0.1:24224
+//	loadgen -n 200000 -ack -verify ./data/out 127.0.0.1:24224
+//	loadgen -n 200000 -ack -verify http://127.0.0.1:8080/metrics 127.0.0.1:24224
 //	loadgen -scenario mixed.yaml
 //
 // It exits 1 when -verify finds an acknowledged record missing.
@@ -48,6 +48,19 @@ type VerifyConfig struct {
 	Wait    time.Duration `yaml:"wait"`
 }
 
+// setTarget reads -verify: a URL ending in /metrics is sluice's metrics,
+// another URL an Elasticsearch, anything else a file sink directory.
+func (v *VerifyConfig) setTarget(target string) {
+	switch {
+	case !strings.HasPrefix(target, "http://") && !strings.HasPrefix(target, "https://"):
+		v.Dir = target
+	case strings.HasSuffix(strings.TrimRight(target, "/"), "/metrics"):
+		v.Metrics = target
+	default:
+		v.ESURL = target
+	}
+}
+
 func (v VerifyConfig) set() bool { return v.Dir != "" || v.ESURL != "" || v.Metrics != "" }
 
 func main() {
@@ -85,6 +98,7 @@ func run() int {
 	flag.Float64Var(&c.Workload.Stack, "stack", 5, "weight of stack traces")
 	flag.IntVar(&c.Workload.StackBytes, "stack-bytes", 4096, "size of a stack trace")
 	flag.IntVar(&c.Workload.NginxBytes, "nginx-bytes", 0, "lengthen nginx lines to this many bytes (0: about 95)")
+	verify := flag.String("verify", "", "after sending, wait until this shows every acked record: a file sink directory, sluice's http://host:port/metrics, or an Elasticsearch http://host:port")
 	flag.StringVar(&v.Dir, "verify-dir", "", "after sending, wait until this file sink directory holds every acked record")
 	flag.StringVar(&v.ESURL, "verify-es", "", "after sending, count the run's documents in this Elasticsearch")
 	flag.StringVar(&v.ESIndex, "verify-index", "_all", "the index (pattern) for -verify-es")
@@ -96,6 +110,9 @@ func run() int {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *verify != "" {
+		v.setTarget(*verify)
+	}
 	if flag.NArg() > 0 {
 		c.Addr = flag.Arg(0)
 	}

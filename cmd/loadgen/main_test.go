@@ -47,3 +47,21 @@ func TestScenarios(t *testing.T) {
 		t.Error("a misspelt key decoded")
 	}
 }
+
+// -verify picks the kind of target from its form.
+func TestVerifyTarget(t *testing.T) {
+	for target, want := range map[string]VerifyConfig{
+		"./data/out":                     {Dir: "./data/out"},
+		"/var/lib/sluice/out":            {Dir: "/var/lib/sluice/out"},
+		"http://127.0.0.1:8080/metrics":  {Metrics: "http://127.0.0.1:8080/metrics"},
+		"https://sluice:8080/metrics/":   {Metrics: "https://sluice:8080/metrics/"},
+		"http://127.0.0.1:9200":          {ESURL: "http://127.0.0.1:9200"},
+		"https://es.example.com/prefix/": {ESURL: "https://es.example.com/prefix/"},
+	} {
+		var v VerifyConfig
+		v.setTarget(target)
+		if v != want || !v.set() {
+			t.Errorf("%s: %+v, want %+v", target, v, want)
+		}
+	}
+}
