@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/testcerts"
+	"github.com/sluicelog/sluice/sinks/elasticsearch"
+	"github.com/sluicelog/sluice/sinks/elasticsearch/esfake"
 	"github.com/sluicelog/sluice/sinks/file"
 )
 
@@ -312,5 +315,34 @@ func TestMedianRow(t *testing.T) {
 	})
 	if row.AckedPerSec != 800 || row.EndToEnd != 8 || row.AckedMin != 700 || row.AckedMax != 900 || row.Runs != 3 || row.Lost != 1 || row.Dups != 2 {
 		t.Errorf("%+v", row)
+	}
+}
+
+// Verification by an Elasticsearch count: sluice's Elasticsearch sink
+// writes into the in-process Elasticsearch, and Verify counts the run's
+// documents; a report claiming more than arrived shows them lost.
+func TestVerifyByElasticsearch(t *testing.T) {
+	es := esfake.New(esfake.Options{})
+	defer es.Close()
+	a, _ := sluice(t, func(c *config.Config) {
+		c.Sinks = []config.SinkConfig{{Name: "es", Elasticsearch: &elasticsearch.Config{URLs: []string{es.URL()}, Index: "loadtest"}}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Config{Addr: a.ForwardAddr().String(), Ack: true, Records: 3000, ChunkRecords: 500}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Verify(ctx, rep, Target{ESURL: es.URL(), ESIndex: "load*"}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Acked != 3000 || v.Found != 3000 || v.Lost != 0 || !v.OK() {
+		t.Errorf("%v", v)
+	}
+	more := *rep
+	more.Acked = append(slices.Clone(rep.Acked), Span{From: 1 << 30, N: 7})
+	if v, err = Verify(ctx, &more, Target{ESURL: es.URL()}, 300*time.Millisecond); err != nil || v.Lost != 7 || v.OK() {
+		t.Errorf("7 acknowledged records missing: %v, %v", v, err)
 	}
 }

@@ -184,7 +184,11 @@ func tally(acked map[uint64]bool, seen map[uint64]int) Verification {
 
 // verifyES counts the run's documents.
 func verifyES(ctx context.Context, t Target, run string, acked int) (Verification, error) {
-	u := strings.TrimRight(t.ESURL, "/") + "/" + t.ESIndex + "/_count?q=" + url.QueryEscape("lg_run:"+run)
+	index := t.ESIndex
+	if index == "" {
+		index = "_all"
+	}
+	u := strings.TrimRight(t.ESURL, "/") + "/" + index + "/_count?q=" + url.QueryEscape("lg_run:"+run)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Verification{}, err

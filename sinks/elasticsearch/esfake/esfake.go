@@ -295,7 +295,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 2 && parts[0] == "_index_template":
 		s.template(w, r, parts[1])
 	case len(parts) == 2 && parts[1] == "_count" && r.Method != http.MethodDelete:
-		s.count(w, parts[0])
+		s.count(w, r, parts[0])
 	case len(parts) == 2 && parts[1] == "_refresh":
 		w.Write([]byte(`{"_shards":{"total":2,"successful":1,"failed":0}}`))
 	case len(parts) == 3 && parts[1] == "_doc" && r.Method == http.MethodGet:
@@ -373,19 +373,58 @@ func (s *Server) template(w http.ResponseWriter, r *http.Request, name string) {
 	}
 }
 
-func (s *Server) count(w http.ResponseWriter, name string) {
-	s.mu.Lock()
-	ix := s.indices[name]
-	n := 0
-	if ix != nil {
-		n = len(ix.docs)
+// count serves _count over a comma-separated list of indices, wildcard
+// patterns or _all (a missing concrete index is a 404, a pattern that
+// matches nothing counts 0), optionally with a query string q. Of the
+// Lucene syntax only field:value is supported (a term on a top-level or
+// dotted field, compared as text); anything else is refused.
+func (s *Server) count(w http.ResponseWriter, r *http.Request, names string) {
+	field, value, filter := "", "", false
+	if q := r.URL.Query().Get("q"); q != "" {
+		var ok bool
+		field, value, ok = strings.Cut(q, ":")
+		if !ok || field == "" || strings.ContainsAny(q, ` ()*?\"`) {
+			writeError(w, http.StatusBadRequest, "illegal_argument_exception",
+				fmt.Sprintf("esfake supports only q=field:value, not [%s]", q))
+			return
+		}
+		filter = true
 	}
-	s.mu.Unlock()
-	if ix == nil {
-		writeIndexNotFound(w, name)
-		return
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, name := range strings.Split(names, ",") {
+		wild := name == "_all" || strings.Contains(name, "*")
+		if !wild && s.indices[name] == nil {
+			writeIndexNotFound(w, name)
+			return
+		}
+		for iname, ix := range s.indices {
+			if name != "_all" && iname != name {
+				if ok, _ := path.Match(name, iname); !ok || !wild {
+					continue
+				}
+			}
+			for _, d := range ix.docs {
+				if !filter || fieldText(d.source, field) == value {
+					n++
+				}
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"count": n, "_shards": map[string]int{"total": 1, "successful": 1, "skipped": 0, "failed": 0}})
+}
+
+// fieldText is a field's value as text, following dots into objects.
+func fieldText(src map[string]any, field string) string {
+	if v, ok := src[field]; ok {
+		return fmt.Sprint(v)
+	}
+	head, rest, ok := strings.Cut(field, ".")
+	if m, isMap := src[head].(map[string]any); ok && isMap {
+		return fieldText(m, rest)
+	}
+	return ""
 }
 
 func (s *Server) get(w http.ResponseWriter, name, id string) {

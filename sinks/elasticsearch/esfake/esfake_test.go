@@ -320,3 +320,58 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+// _count over indices, patterns and _all, with q=field:value, through the
+// real client.
+func TestCount(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	c := client(t, s)
+	body := `{"index":{"_index":"logs-a"}}
+{"run":"x","k":{"pod":"p1"}}
+{"index":{"_index":"logs-a"}}
+{"run":"y","k":{"pod":"p2"}}
+{"index":{"_index":"logs-b"}}
+{"run":"x","k":{"pod":"p1"}}
+{"index":{"_index":"other"}}
+{"run":"x"}
+`
+	if code, a, raw := bulk(t, c, body, nil); code != 200 || a.Errors {
+		t.Fatalf("%d %s", code, raw)
+	}
+	count := func(index []string, q string) (int, int, string) {
+		t.Helper()
+		res, err := esapi.CountRequest{Index: index, Query: q}.Do(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		var v struct{ Count int }
+		_ = json.Unmarshal(raw, &v)
+		return res.StatusCode, v.Count, string(raw)
+	}
+	for _, tc := range []struct {
+		index []string
+		q     string
+		want  int
+	}{
+		{[]string{"logs-a"}, "", 2},
+		{[]string{"logs-a"}, "run:x", 1},
+		{[]string{"logs-*"}, "run:x", 2},
+		{[]string{"_all"}, "run:x", 3},
+		{[]string{"logs-b", "other"}, "", 2},
+		{[]string{"logs-*"}, "k.pod:p1", 2},
+		{[]string{"nomatch-*"}, "", 0},
+	} {
+		if code, n, raw := count(tc.index, tc.q); code != 200 || n != tc.want {
+			t.Errorf("%v q=%q: %d %d, want %d (%s)", tc.index, tc.q, code, n, tc.want, raw)
+		}
+	}
+	if code, _, raw := count([]string{"missing"}, ""); code != 404 || !strings.Contains(raw, "index_not_found_exception") {
+		t.Errorf("missing index: %d %s", code, raw)
+	}
+	if code, _, raw := count([]string{"logs-a"}, "run:x AND k.pod:p1"); code != 400 || !strings.Contains(raw, "only q=field:value") {
+		t.Errorf("unsupported query: %d %s", code, raw)
+	}
+}
