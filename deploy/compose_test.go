@@ -13,6 +13,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicelog/sluice/internal/config"
@@ -127,6 +128,27 @@ func TestCompose(t *testing.T) {
 		if hc := service(t, p, name).HealthCheck; hc == nil || len(hc.Test) < 2 {
 			t.Errorf("service %s has no health check", name)
 		}
+	}
+
+	// NATS runs on the mounted configuration, which nats-server itself
+	// parses here: JetStream on the volume, the monitoring port the health
+	// check uses, chunks up to 8 MB.
+	ns := service(t, p, "nats")
+	if len(ns.Command) != 2 || ns.Command[0] != "--config" {
+		t.Fatalf("nats command %q", ns.Command)
+	}
+	nopts, err := natsserver.ProcessConfigFile(bindSource(t, ns, ns.Command[1]))
+	if err != nil {
+		t.Fatalf("nats configuration: %v", err)
+	}
+	if !nopts.JetStream || volumeAt(ns, nopts.StoreDir) == "" {
+		t.Errorf("JetStream %v, store %s not on a volume", nopts.JetStream, nopts.StoreDir)
+	}
+	if hc := strings.Join(ns.HealthCheck.Test, " "); !strings.Contains(hc, ":"+strconv.Itoa(nopts.HTTPPort)+"/healthz") {
+		t.Errorf("the nats health check %q is not on the monitoring port %d", hc, nopts.HTTPPort)
+	}
+	if nopts.MaxPayload < 8<<20 || !publishes(ns, uint32(nopts.Port), "tcp") {
+		t.Errorf("max_payload %d, client port %d", nopts.MaxPayload, nopts.Port)
 	}
 
 	// sluice's configuration is the mounted file, and sluice validates it
