@@ -39,8 +39,25 @@ func testConfig(t testing.TB, store, out string) *config.Config {
 	c.API.Listen = "127.0.0.1:0"
 	c.Sinks = []config.SinkConfig{{Name: "file", File: &file.Config{Path: out}}}
 	c.ShutdownTimeout = 20 * time.Second
+	validate(t, c)
+	return c
+}
+
+// validate fills the defaults and validates, as config.Load does; tests
+// call it again after changing a configuration.
+func validate(t testing.TB, c *config.Config) {
+	t.Helper()
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dialForward connects a Forward client to the app.
+func dialForward(t testing.TB, a *App) *forwardtest.Conn {
+	t.Helper()
+	c, err := forwardtest.Dial(a.ForwardAddr().String())
+	if err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -288,10 +305,7 @@ func TestResentChunkIsStoredOnce(t *testing.T) {
 	out := t.TempDir()
 	a := startApp(t, testConfig(t, t.TempDir(), out))
 	defer shutdown(t, a)
-	c, err := forwardtest.Dial(a.ForwardAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialForward(t, a)
 	defer c.Close()
 	first := packedChunk("app", 0, 10, "Y2h1bmsx")
 	for i := 0; i < 3; i++ {
@@ -377,10 +391,7 @@ func TestAckedRecordsSurviveAbruptStop(t *testing.T) {
 func TestGracefulShutdownThenRestart(t *testing.T) {
 	store, out := t.TempDir(), t.TempDir()
 	a := startApp(t, testConfig(t, store, out))
-	c, err := forwardtest.Dial(a.ForwardAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialForward(t, a)
 	const chunks, per = 20, 100
 	for i := 0; i < chunks; i++ {
 		id := fmt.Sprintf("c%d", i)

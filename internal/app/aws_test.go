@@ -40,16 +40,10 @@ func TestCloudWatchErrorsAndFirehoseEverything(t *testing.T) {
 			LogStream: "${kubernetes.pod_name}", AutoCreateGroup: true, RetentionDays: 7}},
 		{Name: "audit", Firehose: &firehose.Config{AWS: awsconf.Config{Region: "eu-west-1", Endpoint: fh.URL()}, DeliveryStream: "audit"}},
 	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	validate(t, cfg)
 	a := startApp(t, cfg)
 	defer shutdown(t, a)
-	c, err := forwardtest.Dial(a.ForwardAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialForward(t, a)
 	defer c.Close()
 	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
 	var p []byte

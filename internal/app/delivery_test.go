@@ -88,10 +88,7 @@ func TestDownSinkHoldsOnlyItself(t *testing.T) {
 	cfg := testConfig(t, store, outUp)
 	cfg.NATS.Stream.MaxBytes = 1 << 20
 	cfg.Sinks = append(cfg.Sinks, config.SinkConfig{Name: "down", File: &file.Config{Path: outDown}})
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	validate(t, cfg)
 	down := &blockingSink{release: make(chan struct{}), calls: make(chan struct{}, 1)}
 	a := startApp(t, cfg, WithSinkWrapper(func(name string, s sinks.Sink) sinks.Sink {
 		if name == "down" {

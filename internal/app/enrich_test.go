@@ -38,10 +38,7 @@ func TestEnrichmentInTheSinkPipeline(t *testing.T) {
 	a := startApp(t, cfg, WithPods(pods))
 	defer shutdown(t, a)
 
-	c, err := forwardtest.Dial(a.ForwardAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialForward(t, a)
 	defer c.Close()
 	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
 	line := `10.1.128.166 - - [19/Dec/2019:17:41:12 +0000] "GET / HTTP/1.1" 200 612 "-" "hey/0.0.1"`

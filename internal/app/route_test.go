@@ -17,16 +17,10 @@ func TestRoutingByTagAndCondition(t *testing.T) {
 	cfg := testConfig(t, t.TempDir(), all)
 	cfg.Sinks = append(cfg.Sinks, config.SinkConfig{Name: "errors", File: &file.Config{Path: errs},
 		Match: []string{"kube.**"}, Condition: `level == "error" && status >= 500`})
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	validate(t, cfg)
 	a := startApp(t, cfg)
 	defer shutdown(t, a)
-	c, err := forwardtest.Dial(a.ForwardAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialForward(t, a)
 	defer c.Close()
 	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
 	want := map[int]int{}

@@ -48,10 +48,7 @@ func TestSecretsStayOutOfLogsAndStatus(t *testing.T) {
 	cfg.Forward.Security.Users = []forward.UserConfig{{Username: "fb", Password: password}}
 	cfg.API.Auth = api.AuthConfig{Tokens: []string{apiToken}}
 	cfg.HTTP.Auth = api.AuthConfig{Tokens: []string{ingestTok}}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	validate(t, cfg)
 	var logs syncBuffer
 	a := New(cfg, component.Settings{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err := a.Start(t.Context()); err != nil {
@@ -60,10 +57,7 @@ func TestSecretsStayOutOfLogsAndStatus(t *testing.T) {
 	defer shutdown(t, a)
 
 	for _, pw := range []string{"wrong", password} {
-		c, err := forwardtest.Dial(a.ForwardAddr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dialForward(t, a)
 		ok, _, err := c.Handshake(forwardtest.Auth{Hostname: "client", SharedKey: sharedKey, Username: "fb", Password: pw}, 5*time.Second)
 		c.Close()
 		if err != nil || ok != (pw == password) {

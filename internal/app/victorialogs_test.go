@@ -109,10 +109,7 @@ func TestElasticsearchSinkIntoVictoriaLogs(t *testing.T) {
 		MaxRequestBytes: 64 << 10, // several requests
 	}}}
 	cfg.Sinks[0].Batch.MaxRecords = 500
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	validate(t, cfg)
 	pods := mapPods{
 		"shop/web-1": {Name: "web-1", Namespace: "shop", UID: "uid-web-1", Node: "node-a",
 			Labels:      map[string]string{"app": "web", "app.kubernetes.io/name": "storefront"},
