@@ -297,16 +297,23 @@ func TestAssumeRoleDenied(t *testing.T) {
 	}
 }
 
+// irsa sets up what EKS gives a pod of a service account with a role:
+// the role, a web identity token file, and (here) STS at the fake.
+func irsa(t *testing.T, fake *fakeSTS, token string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "token")
+	writeFile(t, file, token)
+	t.Setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/sluice-irsa")
+	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", file)
+	t.Setenv("AWS_ENDPOINT_URL_STS", fake.URL)
+}
+
 // IRSA: the web identity token of the pod's service account is exchanged
 // for the role's credentials, at the STS endpoint of AWS_ENDPOINT_URL_STS.
 func TestWebIdentity(t *testing.T) {
 	isolate(t)
 	fake := newFakeSTS(t)
-	token := filepath.Join(t.TempDir(), "token")
-	writeFile(t, token, "eyJhbGciOiJSUzI1NiJ9.service-account.token")
-	t.Setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/sluice-irsa")
-	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", token)
-	t.Setenv("AWS_ENDPOINT_URL_STS", fake.URL)
+	irsa(t, fake, "eyJhbGciOiJSUzI1NiJ9.service-account.token")
 	cfg, err := Config{Region: "eu-west-1"}.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -333,11 +340,7 @@ func TestWebIdentity(t *testing.T) {
 func TestWebIdentityThenAssumeRole(t *testing.T) {
 	isolate(t)
 	fake := newFakeSTS(t)
-	token := filepath.Join(t.TempDir(), "token")
-	writeFile(t, token, "eyJ.token")
-	t.Setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/sluice-irsa")
-	t.Setenv("AWS_WEB_IDENTITY_TOKEN_FILE", token)
-	t.Setenv("AWS_ENDPOINT_URL_STS", fake.URL)
+	irsa(t, fake, "eyJ.token")
 	cfg, err := Config{Region: "eu-west-1", RoleARN: "arn:aws-cn:iam::210987654321:role/path/to/logs"}.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
