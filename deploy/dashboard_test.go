@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +25,18 @@ import (
 // collectors' metrics.
 func exported(t *testing.T) map[string]string {
 	t.Helper()
+	m, err := scanExported()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// scanExported reads the source tree once for all tests.
+var scanExported = sync.OnceValues(func() (map[string]string, error) {
 	out := map[string]string{}
 	fset := token.NewFileSet()
-	err := filepath.WalkDir(root(t), func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -66,19 +76,19 @@ func exported(t *testing.T) map[string]string {
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mfs, err := reg.Gather()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, mf := range mfs {
 		out[mf.GetName()] = strings.ToLower(mf.GetType().String())
 	}
-	return out
-}
+	return out, nil
+})
 
 func isIdent(e ast.Expr, name string) bool {
 	id, ok := e.(*ast.Ident)

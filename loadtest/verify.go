@@ -53,12 +53,12 @@ type Verification struct {
 func (v Verification) OK() bool { return v.Lost == 0 }
 
 func (v Verification) String() string {
+	extra := fmt.Sprintf("%d duplicates", v.Duplicates)
 	if v.Dead > 0 {
-		return fmt.Sprintf("verified: %d acknowledged, %d found, %d lost, %d dead letters, %d unacknowledged found (after %.2fs)",
-			v.Acked, v.Found, v.Lost, v.Dead, v.Extra, v.Waited.Seconds())
+		extra = fmt.Sprintf("%d dead letters", v.Dead)
 	}
-	return fmt.Sprintf("verified: %d acknowledged, %d found, %d lost, %d duplicates, %d unacknowledged found (after %.2fs)",
-		v.Acked, v.Found, v.Lost, v.Duplicates, v.Extra, v.Waited.Seconds())
+	return fmt.Sprintf("verified: %d acknowledged, %d found, %d lost, %s, %d unacknowledged found (after %.2fs)",
+		v.Acked, v.Found, v.Lost, extra, v.Extra, v.Waited.Seconds())
 }
 
 // Verify waits, up to wait, until the target holds every acknowledged
