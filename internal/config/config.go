@@ -4,12 +4,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"regexp"
+	"reflect"
 	"strings"
 	"time"
 
@@ -375,64 +373,30 @@ func Load(path string) (*Config, error) {
 	return Parse(raw, os.LookupEnv)
 }
 
-// Parse expands, decodes, defaults and validates a YAML document. Unknown
-// fields are errors.
+// Parse decodes a YAML document, expands ${ENV} references in its values
+// (see expand), fills defaults and validates. Unknown fields are errors.
 func Parse(raw []byte, lookup func(string) (string, bool)) (*Config, error) {
-	expanded, err := Expand(raw, lookup)
-	if err != nil {
-		return nil, err
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %w", err)
+	if doc.Kind != 0 {
+		if err := expand(&doc, lookup); err != nil {
+			return nil, err
+		}
+		if err := knownFields(&doc, reflect.TypeOf(c)); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := doc.Decode(c); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
 	}
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config: invalid:\n%w", err)
 	}
 	return c, nil
-}
-
-// templateNames are references of field templates, not variables.
-var templateNames = map[string]bool{"tag": true, "uuid": true}
-
-var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
-
-// Expand replaces ${VAR} with the variable's value and ${VAR:-default} with
-// the value or, when VAR is unset or empty, the default; $$ is a literal $.
-// A ${VAR} that is unset is an error naming the line, so that a typo does not
-// silently become an empty setting. Other $ signs are left alone, and so
-// are the references of sinks' field templates: ${a.b} (not a variable
-// name), ${tag[1]} and the lowercase ${tag} and ${uuid}.
-func Expand(raw []byte, lookup func(string) (string, bool)) ([]byte, error) {
-	var errs []error
-	lines := bytes.SplitAfter(raw, []byte("\n"))
-	for i, line := range lines {
-		lines[i] = envRef.ReplaceAllFunc(line, func(m []byte) []byte {
-			if string(m) == "$$" {
-				return []byte("$")
-			}
-			sub := envRef.FindSubmatch(m)
-			name := string(sub[1])
-			if templateNames[name] && sub[2] == nil {
-				return m
-			}
-			v, ok := lookup(name)
-			if sub[2] != nil && v == "" {
-				return sub[3]
-			}
-			if !ok {
-				errs = append(errs, fmt.Errorf("config: line %d: environment variable %s is not set (write ${%s:-default} for a default)", i+1, name, name))
-			}
-			return []byte(v)
-		})
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return bytes.Join(lines, nil), nil
 }
 
 // Summary is a one-line description of the effective configuration for the

@@ -108,6 +108,42 @@ func TestUnsetVariableIsAnError(t *testing.T) {
 	}
 }
 
+// A variable's value is the setting as it is, whatever YAML would make of
+// its characters; an unquoted lone reference is typed by its value; a
+// reference in a comment is not one.
+func TestVariablesAreValuesNotYAML(t *testing.T) {
+	password := `p@ss: w #rd {x} *y 'q" [z] & !t %`
+	raw := []byte(`# set ${NOT_SET} in the environment
+forward:
+  udp_heartbeat: ${HEARTBEAT}   # ${ALSO_NOT_SET}
+  max_inflight_chunks: ${CHUNKS}
+sinks:
+  - name: es
+    elasticsearch:
+      urls: [http://es:9200]
+      username: elastic
+      password: ${ES_PASSWORD}
+      headers: {X-Key: "k-${ES_PASSWORD}"}
+`)
+	c, err := Parse(raw, env(map[string]string{"HEARTBEAT": "false", "CHUNKS": "7", "ES_PASSWORD": password}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := c.Sinks[0].Elasticsearch
+	if es.Password != password || es.Headers["X-Key"] != "k-"+password || c.Forward.UDPHeartbeat == nil || *c.Forward.UDPHeartbeat || c.Forward.MaxInflightChunks != 7 {
+		t.Errorf("password %q, header %q, heartbeat %v, chunks %d", es.Password, es.Headers["X-Key"], c.Forward.UDPHeartbeat != nil && *c.Forward.UDPHeartbeat, c.Forward.MaxInflightChunks)
+	}
+}
+
+// Unknown fields are errors at any depth, with their line; inline fields
+// and maps' free keys are not unknown.
+func TestUnknownNestedField(t *testing.T) {
+	_, err := Parse([]byte("http:\n  listen: \":9880\"\nforward:\n  security:\n    sharedkey: x\n"), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "line 5: field sharedkey not found") {
+		t.Fatalf("error %v", err)
+	}
+}
+
 func TestElasticsearchSink(t *testing.T) {
 	raw := []byte(`
 sinks:
