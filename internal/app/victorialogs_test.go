@@ -122,7 +122,11 @@ func TestElasticsearchSinkIntoVictoriaLogs(t *testing.T) {
 	const n = 3000
 	logger := fluentLogger(t, a.ForwardAddr())
 	tag := "kube.var.log.containers.web-1_shop_nginx-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.log"
-	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
+	// VictoriaLogs is a real server with a clock of its own: it drops records
+	// older than its retention (7 days by default) or too far ahead, so the
+	// records carry times just before now, on a whole second so that the
+	// nanoseconds below are exactly those sent.
+	t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	for i := 0; i < n; i++ {
 		at := t0.Add(time.Duration(i)*time.Millisecond + 123457*time.Nanosecond)
 		if err := logger.PostWithTime(tag, at, map[string]any{"log": fmt.Sprintf("GET /item/%d 200", i), "stream": "stdout", "seq": i}); err != nil {
@@ -149,13 +153,20 @@ func TestElasticsearchSinkIntoVictoriaLogs(t *testing.T) {
 	if count != n {
 		t.Fatalf("VictoriaLogs holds %d records, want %d", count, n)
 	}
-	rows := logsQL(t, vl, `seq:=1234`)
+	// A row query can miss rows for a moment after stats already count
+	// them (freshly ingested parts): ask until the record shows.
+	var rows []map[string]any
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if rows = logsQL(t, vl, `seq:=1234`); len(rows) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(rows) != 1 {
 		t.Fatalf("record 1234 found %d times", len(rows))
 	}
 	got := rows[0]
 	want := map[string]string{
-		"_time":                      "2026-11-22T07:00:01.234123457Z",
+		"_time":                      t0.Add(1234*time.Millisecond + 123457*time.Nanosecond).Format(time.RFC3339Nano),
 		"_msg":                       "GET /item/1234 200",
 		"stream":                     "stdout",
 		"kubernetes.pod_name":        "web-1",

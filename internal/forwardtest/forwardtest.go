@@ -1,5 +1,13 @@
 // Package forwardtest builds Forward protocol values and speaks to a Forward
 // listener as a forwarder would: for tests, benchmarks and the load generator.
+//
+// Times in tests: no test may depend on the date it runs. A fixed date is
+// right for pure code and for in-process fakes that take a pinned clock
+// (cwfake.Server.Now, component.Settings.Now), so that names and age rules
+// come out the same on any day. Records sent to a real server with a clock of
+// its own (VictoriaLogs, Elasticsearch, anything with a retention window or a
+// "too old / too new" rule) carry times relative to time.Now instead, and the
+// test computes what it expects from those times.
 package forwardtest
 
 import (

@@ -7,6 +7,10 @@
 // A sink's test supplies a Harness: a fresh destination per scenario, a way
 // to open the sink on it (again, for the restart) and a way to read back the
 // "n" field of every record the destination holds.
+//
+// A destination with age rules (CloudWatch Logs' 14 days, a retention window)
+// is either an in-process fake with a pinned clock or a real server fed
+// records stamped near time.Now; see package forwardtest for the rule.
 package sinktest
 
 import (
