@@ -192,6 +192,17 @@ func TestVerifyFindsLossAndDuplicates(t *testing.T) {
 	if v.Acked != 10 || v.Found != 9 || v.Lost != 1 || v.Duplicates != 1 || v.Extra != 1 || v.OK() {
 		t.Errorf("%v", v)
 	}
+	// A duplicate alone fails, unless duplicates are allowed.
+	rep = &Report{RunID: "abcd", Acked: []Span{{4, 3}}}
+	for _, allow := range []bool{false, true} {
+		v, err = Verify(context.Background(), rep, Target{FileDir: dir, AllowDuplicates: allow}, 300*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Lost != 0 || v.Duplicates != 1 || v.OK() != allow || (v.Problem() == "") != allow {
+			t.Errorf("allow duplicates %v: %v, ok %v, problem %q", allow, v, v.OK(), v.Problem())
+		}
+	}
 }
 
 // Percentiles and the histogram against a known distribution: 1..1000 ms.

@@ -35,6 +35,10 @@ type Target struct {
 	// empty, every sink must have delivered them all.
 	MetricsURL, Sink string
 	Baseline         SinkCounts
+	// AllowDuplicates accepts records found more than once. Without it a
+	// duplicate fails the verification: sluice writes each record once per
+	// replica (docs/PRODUCTION.md says when a duplicate can still happen).
+	AllowDuplicates bool
 }
 
 // Verification is what arrived of the acknowledged records.
@@ -47,10 +51,26 @@ type Verification struct {
 	Dead       int // sent to the dead-letter stream (metrics only)
 	// Waited is how long until everything was there (or the deadline).
 	Waited time.Duration
+	// DuplicatesAllowed is the target's AllowDuplicates.
+	DuplicatesAllowed bool
 }
 
-// OK reports whether nothing acknowledged was lost.
-func (v Verification) OK() bool { return v.Lost == 0 }
+// OK reports whether nothing acknowledged was lost and, unless duplicates
+// are allowed, nothing was found twice.
+func (v Verification) OK() bool {
+	return v.Lost == 0 && (v.DuplicatesAllowed || v.Duplicates == 0)
+}
+
+// Problem says what makes the verification fail, or "" when it is OK.
+func (v Verification) Problem() string {
+	switch {
+	case v.Lost > 0:
+		return "acknowledged records were lost"
+	case !v.OK():
+		return "records were written more than once (-allow-duplicates accepts that)"
+	}
+	return ""
+}
 
 func (v Verification) String() string {
 	extra := fmt.Sprintf("%d duplicates", v.Duplicates)
@@ -86,7 +106,7 @@ func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verif
 		default:
 			return Verification{}, errors.New("verify: no target (a file sink directory, an Elasticsearch index or sluice's metrics)")
 		}
-		v.Waited = time.Since(start)
+		v.Waited, v.DuplicatesAllowed = time.Since(start), t.AllowDuplicates
 		if err != nil || v.Lost == 0 || time.Now().After(deadline) {
 			return v, err
 		}

@@ -37,12 +37,17 @@ type RunnerConfig struct {
 	BackoffMax time.Duration
 	// WriteTimeout bounds one Write; a write that takes longer is retried.
 	WriteTimeout time.Duration
-	// AckWait is the consumer's ack wait: messages with records in progress
-	// get an in-progress ack every third of it.
+	// AckWait is the consumer's ack wait: every message fetched and not yet
+	// settled gets an in-progress ack every third of it.
 	AckWait time.Duration
-	// PullMessages and BufferBytes bound the messages pulled ahead.
+	// PullMessages and BufferBytes bound the messages fetched ahead of the
+	// batcher. BufferBytes must hold at least two of the largest messages.
 	PullMessages int
 	BufferBytes  int
+	// RedeliveryWindow is how many of the latest stream sequences the runner
+	// remembers as settled, so that a redelivery of one (its ack was lost)
+	// is acknowledged again instead of written. It costs a bit per sequence.
+	RedeliveryWindow int
 	// Transform, when set, rewrites every record before it is batched
 	// (enrichment).
 	Transform Transform
@@ -89,7 +94,14 @@ func (c *RunnerConfig) setDefaults() {
 	if c.BufferBytes <= 0 {
 		c.BufferBytes = 32 << 20
 	}
+	if c.RedeliveryWindow <= 0 {
+		c.RedeliveryWindow = DefaultRedeliveryWindow
+	}
 }
+
+// DefaultRedeliveryWindow is RunnerConfig.RedeliveryWindow's default: a
+// million stream sequences, 128KiB per sink.
+const DefaultRedeliveryWindow = 1 << 20
 
 // DeadLetters stores records a sink gave up on; the queue implements it.
 type DeadLetters interface {
@@ -110,6 +122,9 @@ type runnerMetrics struct {
 	dropped    prometheus.Counter
 	filtered   *prometheus.CounterVec
 	delivery   prometheus.Histogram
+	// redeliveries of a message this replica fetched before: joined (it was
+	// still in flight), skipped (settled moments ago) or written (again).
+	joined, skipped, rewritten prometheus.Counter
 }
 
 func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
@@ -139,21 +154,31 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 		ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.001, 2, 20)})
 	filtered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_records_filtered_total",
 		Help: "Records the sink does not take: reason match (tag patterns), condition (false) or condition_error.", ConstLabels: l}, []string{"reason"})
-	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered, age)
+	redeliveries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_redeliveries_total",
+		Help:        "Messages JetStream delivered again, by what the runner did: joined (the first delivery was still in flight here; settled with it), skipped (settled here moments ago; acknowledged again, not written) or written (neither: written again).",
+		ConstLabels: l}, []string{"outcome"})
+	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered, age, redeliveries)
 	return runnerMetrics{
 		delivered: records.WithLabelValues("delivered"), dead: records.WithLabelValues("dead"),
 		retried: retried, errors: errs, acked: acked, batchSize: batch, latency: lat,
 		undecoded: undecoded, replayed: replayed, inProgress: inProgress, dropped: dropped, filtered: filtered,
 		delivery: age,
+		joined:   redeliveries.WithLabelValues("joined"), skipped: redeliveries.WithLabelValues("skipped"),
+		rewritten: redeliveries.WithLabelValues("written"),
 	}
 }
 
-// message is a queue message whose records are on their way.
+// message is a queue message from its fetch until it is settled.
 type message struct {
 	msg       jetstream.Msg
+	seq       uint64    // stream sequence
+	size      int       // bytes it counts for in the fetch buffer
 	stored    time.Time // when JetStream stored it
 	remaining atomic.Int64
 	arena     *[]byte // transformed records; recycled with the message
+	// joined are later deliveries of the same stream sequence, acknowledged
+	// with it; guarded by Runner.mu.
+	joined []jetstream.Msg
 }
 
 // arenas recycle the buffers transformed records are written into.
@@ -165,8 +190,16 @@ var arenas = sync.Pool{New: func() any { b := make([]byte, 0, 512<<10); return &
 // with exponential backoff and jitter (and the delay a throttled sink asks
 // for), sends records that fail permanently or too often to the dead-letter
 // stream, and acknowledges a message once every one of its records was
-// delivered or stored as a dead letter. Messages with records in progress get
-// in-progress acks so that JetStream does not redeliver them meanwhile.
+// delivered or stored as a dead letter.
+//
+// Once per replica: the runner fetches only what its buffer has room for,
+// and every message it fetched gets in-progress acks until it is settled,
+// wherever it waits (buffer, batch, a write), so JetStream does not redeliver
+// it meanwhile. Should it still (a lost in-progress ack), the redelivery joins
+// the message in flight and is acknowledged with it; a redelivery of a
+// message settled within the last RedeliveryWindow sequences (a lost ack) is
+// acknowledged again without being written. Only a first delivery is never
+// joined or skipped.
 type Runner struct {
 	name string
 	sink Sink
@@ -176,15 +209,22 @@ type Runner struct {
 	log  *slog.Logger
 	m    runnerMetrics
 
-	cc        jetstream.ConsumeContext
-	msgs      chan jetstream.Msg
+	msgs      chan *message // fetched, for run; closed when fetching stops
 	batches   chan []Record
 	batchPool sync.Pool // of *[]Record
 	scratch   []Record  // records of one message, reused by run
 	spans     [][2]int  // transformed record spans, reused by run
 
-	mu     sync.Mutex
-	active map[*message]struct{} // messages with records in progress
+	mu          sync.Mutex
+	inflight    map[uint64]*message // by stream sequence, from fetch to settle
+	settled     seqWindow           // sequences settled lately
+	queued      int                 // messages in msgs
+	queuedBytes int
+	room        chan struct{} // signalled when run takes from msgs
+
+	fetching  context.Context // ends fetching (Shutdown)
+	stopFetch context.CancelFunc
+	started   bool
 
 	stats struct {
 		delivered, dead, retried atomic.Int64
@@ -214,66 +254,172 @@ func NewRunner(name string, sink Sink, cons jetstream.Consumer, dlq DeadLetters,
 			cfg.MaxBytes = min(cfg.MaxBytes, lim.MaxBytes)
 		}
 	}
+	if _, ok := sink.(Gatherer); ok {
+		// Records a write accepted are stored with their object whether the
+		// write still waits or not: a write that timed out and was retried
+		// would store them twice.
+		cfg.WriteTimeout = 0
+	}
 	hard, hardStop := context.WithCancel(context.Background())
+	fetching, stopFetch := context.WithCancel(hard)
 	return &Runner{
 		name: name, sink: sink, cons: cons, dlq: dlq, cfg: cfg,
-		log:      set.Logger.With("sink", name),
-		m:        newRunnerMetrics(name, set.Registerer),
-		msgs:     make(chan jetstream.Msg, cfg.PullMessages),
-		batches:  make(chan []Record),
-		active:   make(map[*message]struct{}),
-		hard:     hard,
-		hardStop: hardStop,
-		done:     make(chan struct{}),
+		log:       set.Logger.With("sink", name),
+		m:         newRunnerMetrics(name, set.Registerer),
+		msgs:      make(chan *message, cfg.PullMessages),
+		batches:   make(chan []Record),
+		inflight:  make(map[uint64]*message),
+		settled:   newSeqWindow(cfg.RedeliveryWindow),
+		room:      make(chan struct{}, 1),
+		fetching:  fetching,
+		stopFetch: stopFetch,
+		hard:      hard,
+		hardStop:  hardStop,
+		done:      make(chan struct{}),
 	}
 }
 
-// Start begins pulling and writing in the background.
+// Start begins fetching and writing in the background.
 func (r *Runner) Start() error {
-	// A short pull expiry bounds how long a sink waits after a failed pull
-	// (e.g. no responders while its consumer's leader is re-elected in a
-	// cluster): the client issues a new pull at the latest when one expires.
-	cc, err := r.cons.Consume(r.receive,
-		jetstream.PullMaxMessagesWithBytesLimit(r.cfg.PullMessages, r.cfg.BufferBytes),
-		jetstream.PullExpiry(5*time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if r.hard.Err() == nil {
-				r.log.Warn("pulling messages", "err", err)
-			}
-		}))
-	if err != nil {
-		return fmt.Errorf("sink %s: %w", r.name, err)
-	}
-	r.cc = cc
+	r.started = true
 	for i := 0; i < r.cfg.Concurrency; i++ {
 		r.workers.Add(1)
 		go r.work()
 	}
+	go r.fetch()
 	go r.keepAlive()
 	go r.run()
 	return nil
 }
 
-// receive is the consume callback. It blocks while the runner is busy, which
-// holds further pulls: the pull-ahead stays bounded.
-func (r *Runner) receive(m jetstream.Msg) {
-	select {
-	case r.msgs <- m:
-	case <-r.hard.Done(): // abandoned: JetStream redelivers it
+// fetchWait bounds one pull request: how long a sink waits after a failed
+// pull (e.g. no responders while its consumer's leader is re-elected in a
+// cluster) before it asks again.
+const fetchWait = 5 * time.Second
+
+// fetch pulls messages while the buffer has room, admits each one the moment
+// it arrives, and closes r.msgs when fetching stops. Nothing it asked for
+// waits anywhere unseen: a pull asks for no more than the buffer holds.
+func (r *Runner) fetch() {
+	defer close(r.msgs)
+	failures := 0
+	for {
+		n, bytes, ok := r.waitRoom()
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.fetching, fetchWait)
+		start, got := time.Now(), 0
+		batch, err := r.cons.Fetch(n, jetstream.FetchMaxBytes(bytes), jetstream.FetchContext(ctx))
+		if err == nil {
+			for m := range batch.Messages() {
+				r.admit(m)
+				got++
+			}
+			err = batch.Error()
+		}
+		cancel()
+		if r.fetching.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+			failures++
+			r.log.Warn("pulling messages", "err", err)
+			if !r.sleepUntil(r.fetching, r.backoff(failures)) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		if got == 0 && err == nil && time.Since(start) < fetchWait/2 {
+			// Ended early with nothing: the next message does not fit in
+			// the room left. Wait until run frees some.
+			select {
+			case <-r.room:
+			case <-time.After(fetchWait):
+			case <-r.fetching.Done():
+				return
+			}
+		}
 	}
 }
 
-// Shutdown stops pulling, delivers what was pulled, and returns. If ctx ends
-// first the rest is abandoned (JetStream redelivers it). It does not close
-// the sink. It is safe to call more than once.
-func (r *Runner) Shutdown(ctx context.Context) error {
-	r.once.Do(func() {
-		if r.cc == nil {
-			r.hardStop()
-			close(r.done)
+// waitRoom waits until the buffer has room for half its messages and half
+// its bytes, and returns how many it has room for; false when fetching stops.
+func (r *Runner) waitRoom() (n, bytes int, ok bool) {
+	for {
+		r.mu.Lock()
+		n, bytes = r.cfg.PullMessages-r.queued, r.cfg.BufferBytes-r.queuedBytes
+		r.mu.Unlock()
+		if n >= max(1, r.cfg.PullMessages/2) && bytes >= r.cfg.BufferBytes/2 {
+			return n, bytes, true
+		}
+		select {
+		case <-r.room:
+		case <-r.fetching.Done():
+			return 0, 0, false
+		}
+	}
+}
+
+// admit takes a fetched message in: a redelivery of a message in flight here
+// joins it, one settled here lately is acknowledged again, anything else is
+// tracked (kept alive until settled) and queued for run.
+func (r *Runner) admit(m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		r.log.Error("message without metadata", "err", err)
+		return
+	}
+	seq := md.Sequence.Stream
+	r.mu.Lock()
+	if md.NumDelivered > 1 {
+		if first := r.inflight[seq]; first != nil {
+			first.joined = append(first.joined, m)
+			r.mu.Unlock()
+			r.m.joined.Inc()
 			return
 		}
-		r.cc.Drain()
+		if r.settled.has(seq) {
+			r.mu.Unlock()
+			r.m.skipped.Inc()
+			if err := m.Ack(); err != nil {
+				r.log.Warn("ack failed; the message will be redelivered", "err", err)
+			}
+			return
+		}
+		r.m.rewritten.Inc()
+	}
+	msg := &message{msg: m, seq: seq, size: len(m.Data()) + 512, stored: md.Timestamp}
+	r.inflight[seq] = msg
+	r.queued++
+	r.queuedBytes += msg.size
+	r.mu.Unlock()
+	r.msgs <- msg // never blocks: waitRoom asked for no more than it holds
+}
+
+// took releases a message's room in the buffer once run has it.
+func (r *Runner) took(m *message) {
+	r.mu.Lock()
+	r.queued--
+	r.queuedBytes -= m.size
+	r.mu.Unlock()
+	select {
+	case r.room <- struct{}{}:
+	default:
+	}
+}
+
+// Shutdown stops fetching, delivers what was fetched, and returns. If ctx
+// ends first the rest is abandoned (JetStream redelivers it). It does not
+// close the sink. It is safe to call more than once.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.once.Do(func() {
+		r.stopFetch()
+		if !r.started {
+			r.hardStop()
+			close(r.done)
+		}
 	})
 	select {
 	case <-r.done:
@@ -291,7 +437,6 @@ func (r *Runner) run() {
 	defer r.hardStop()
 	defer r.workers.Wait()
 	defer close(r.batches)
-	closed := r.cc.Closed()
 	var (
 		batch []Record
 		size  int
@@ -316,7 +461,8 @@ func (r *Runner) run() {
 		return true
 	}
 	batch = r.getBatch()
-	add := func(m jetstream.Msg) bool {
+	add := func(m *message) bool {
+		r.took(m)
 		for _, rec := range r.records(m) {
 			if len(batch) > 0 && (len(batch) >= r.cfg.MaxRecords || size+rec.Size() > r.cfg.MaxBytes) {
 				if !flush() {
@@ -337,7 +483,16 @@ func (r *Runner) run() {
 	}
 	for {
 		select {
-		case m := <-r.msgs:
+		case m, ok := <-r.msgs:
+			if !ok {
+				// Fetching stopped and everything fetched is batched.
+				if flush() {
+					if g, ok := r.sink.(Gatherer); ok {
+						g.Flush()
+					}
+				}
+				return
+			}
 			if !add(m) {
 				return
 			}
@@ -346,29 +501,16 @@ func (r *Runner) run() {
 			if !flush() {
 				return
 			}
-		case <-closed:
-			// Drained: every message pulled is in r.msgs now.
-			for len(r.msgs) > 0 {
-				if !add(<-r.msgs) {
-					return
-				}
-			}
-			flush()
-			return
 		case <-r.hard.Done():
 			return
 		}
 	}
 }
 
-// records decodes a message into records and registers it as in progress.
-// The records are in scratch space, valid until the next call.
-func (r *Runner) records(m jetstream.Msg) []Record {
-	md, err := m.Metadata()
-	if err != nil {
-		r.log.Error("message without metadata", "err", err)
-		return nil
-	}
+// records decodes a message into records, each owned by the message. The
+// records are in scratch space, valid until the next call.
+func (r *Runner) records(msg *message) []Record {
+	m := msg.msg
 	c, err := queue.ChunkFromMsg(m)
 	recs := r.scratch[:0]
 	if err == nil {
@@ -377,10 +519,9 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 			if e, off, err = chunk.ReadEntry(c.Entries, off); err != nil {
 				break
 			}
-			recs = append(recs, Record{Tag: c.Tag, Entry: e, Seq: md.Sequence.Stream, Index: i})
+			recs = append(recs, Record{Tag: c.Tag, Entry: e, Seq: msg.seq, Index: i})
 		}
 	}
-	msg := &message{msg: m, stored: md.Timestamp}
 	if err == nil && r.cfg.MatchTag != nil && !r.cfg.MatchTag(c.Tag) {
 		r.m.filtered.WithLabelValues("match").Add(float64(len(recs)))
 		r.ack(msg)
@@ -391,10 +532,9 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 		// it goes whole to the dead-letter stream instead of being redelivered
 		// for ever.
 		r.m.undecoded.Inc()
-		r.log.Error("queue message cannot be decoded; sending it to the dead-letter stream", "seq", md.Sequence.Stream, "err", err)
+		r.log.Error("queue message cannot be decoded; sending it to the dead-letter stream", "seq", msg.seq, "err", err)
 		msg.remaining.Store(1)
-		r.track(msg, true)
-		r.bury(r.hard, []Record{{Tag: m.Headers().Get(queue.HeaderTag), Entry: chunk.Entry{Raw: m.Data()}, Seq: md.Sequence.Stream, owner: msg}},
+		r.bury(r.hard, []Record{{Tag: m.Headers().Get(queue.HeaderTag), Entry: chunk.Entry{Raw: m.Data()}, Seq: msg.seq, owner: msg}},
 			fmt.Sprintf("undecodable message: %v", err), 1)
 		return nil
 	}
@@ -412,7 +552,6 @@ func (r *Runner) records(m jetstream.Msg) []Record {
 	for i := range recs {
 		recs[i].owner = msg
 	}
-	r.track(msg, true)
 	r.scratch = recs
 	return recs
 }
@@ -481,18 +620,8 @@ func (r *Runner) putBatch(b []Record) {
 	r.batchPool.Put(&b)
 }
 
-func (r *Runner) track(m *message, on bool) {
-	r.mu.Lock()
-	if on {
-		r.active[m] = struct{}{}
-	} else {
-		delete(r.active, m)
-	}
-	r.mu.Unlock()
-}
-
-// keepAlive sends in-progress acks for messages whose records are still on
-// their way, every third of AckWait.
+// keepAlive sends in-progress acks for every message fetched and not yet
+// settled, every third of AckWait.
 func (r *Runner) keepAlive() {
 	t := time.NewTicker(r.cfg.AckWait / 3)
 	defer t.Stop()
@@ -503,9 +632,9 @@ func (r *Runner) keepAlive() {
 			return
 		}
 		r.mu.Lock()
-		msgs := make([]jetstream.Msg, 0, len(r.active))
-		for m := range r.active {
-			msgs = append(msgs, m.msg)
+		msgs := make([]jetstream.Msg, 0, len(r.inflight))
+		for _, m := range r.inflight {
+			msgs = append(msgs, m.msg) // JetStream keeps a sequence alive whichever delivery says so
 		}
 		r.mu.Unlock()
 		for _, m := range msgs {
@@ -534,8 +663,18 @@ func (r *Runner) settle(recs []Record) {
 	}
 }
 
+// ack acknowledges a settled message and the deliveries that joined it, and
+// remembers its sequence as settled.
 func (r *Runner) ack(m *message) {
-	r.track(m, false)
+	r.mu.Lock()
+	delete(r.inflight, m.seq)
+	r.settled.add(m.seq)
+	joined := m.joined
+	m.joined = nil
+	r.mu.Unlock()
+	for _, j := range joined {
+		_ = j.Ack() // the first delivery's ack below settles the sequence
+	}
 	if m.arena != nil {
 		if cap(*m.arena) <= 8<<20 {
 			arenas.Put(m.arena)
@@ -546,10 +685,10 @@ func (r *Runner) ack(m *message) {
 		r.log.Warn("ack failed; the message will be redelivered", "err", err)
 		return
 	}
-	r.m.acked.Inc()
 	if !m.stored.IsZero() {
 		r.m.delivery.Observe(time.Since(m.stored).Seconds())
 	}
+	r.m.acked.Inc()
 }
 
 // deliver writes records until each is delivered or dead. It gives up only
@@ -560,7 +699,10 @@ func (r *Runner) deliver(recs []Record) {
 		attempt++
 		r.m.batchSize.Observe(float64(len(recs)))
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(r.hard, r.cfg.WriteTimeout)
+		ctx, cancel := r.hard, context.CancelFunc(func() {})
+		if r.cfg.WriteTimeout > 0 {
+			ctx, cancel = context.WithTimeout(r.hard, r.cfg.WriteTimeout)
+		}
 		err := r.sink.Write(ctx, recs)
 		cancel()
 		r.m.latency.Observe(time.Since(start).Seconds())
@@ -646,20 +788,30 @@ func errKind(err error) string {
 // backoff is the wait after the given failed attempt: exponential from
 // BackoffMin to BackoffMax, drawn at random from its upper half.
 func (r *Runner) backoff(attempt int) time.Duration {
-	d := r.cfg.BackoffMin << min(attempt-1, 30)
-	if d <= 0 || d > r.cfg.BackoffMax {
-		d = r.cfg.BackoffMax
+	return Backoff(r.cfg.BackoffMin, r.cfg.BackoffMax, attempt)
+}
+
+// Backoff is the wait after the given failed attempt (from 1): exponential
+// from min to max, drawn at random from its upper half (jitter). Sinks that
+// must retry in place (an S3 object under its key) use it too.
+func Backoff(lo, hi time.Duration, attempt int) time.Duration {
+	d := lo << (attempt - 1)
+	if attempt > 31 || d <= 0 || d > hi {
+		d = hi
 	}
 	return d/2 + rand.N(d/2+1)
 }
 
-func (r *Runner) sleep(d time.Duration) bool {
+func (r *Runner) sleep(d time.Duration) bool { return r.sleepUntil(r.hard, d) }
+
+// sleepUntil waits d; false when ctx ends first.
+func (r *Runner) sleepUntil(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-r.hard.Done():
+	case <-ctx.Done():
 		return false
 	}
 }

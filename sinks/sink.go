@@ -31,6 +31,21 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// Gatherer is implemented by sinks that gather the records of several
+// Writes into one unit stored later as a whole (an S3 object). A record a
+// Write accepted is stored with its unit whether or not the Write still
+// waits, so the runner gives such a sink no write timeout (a Write that gave
+// up and was retried would store its records twice), and the sink retries a
+// failed store of the unit in place. Its Writes end early only when the
+// runner stops hard.
+type Gatherer interface {
+	Sink
+	// Flush stops gathering: it stores what is gathered now and each later
+	// Write's records at once. The runner calls it when it has handed out
+	// its last batch (shutdown), so that no Write waits for more records.
+	Flush()
+}
+
 // Limits are a sink's hard batch limits, from its destination's API; the
 // runner never hands it a larger batch. Zero means no limit.
 type Limits struct {

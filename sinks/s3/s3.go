@@ -9,8 +9,15 @@
 // stored, so the runner acknowledges records only after that (it keeps the
 // messages alive with in-progress acks meanwhile); several concurrent
 // writes share an object, so concurrency bounds how many batches one
-// object gathers. A failed upload fails every write in it, and they are
-// retried into a new object.
+// object gathers.
+//
+// Each record is stored once: a Write has no timeout of its own (the sink is
+// a sinks.Gatherer), and a failed upload is retried, with backoff, as the
+// same sealed object under the same key, which S3 overwrites whole. Only an
+// upload that S3 refused outright (a 4xx answer such as AccessDenied or
+// NoSuchBucket: nothing was stored) fails its writes back to the runner,
+// whose records then go into a new object; so does one still failing when
+// Close gives up.
 //
 // Keys come from key_format: strftime conversions (%Y %m %d %H %M %S, of
 // the time the object was opened, in UTC), ${tag}, ${tag[N]} and ${uuid} (a
@@ -23,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -136,10 +144,17 @@ type Sink struct {
 	now      func() time.Time
 	jopts    jsonl.Options
 
-	mu     sync.Mutex
-	open   map[string]*object // by tag
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	open     map[string]*object // by tag
+	closed   bool
+	flushing bool // no more gathering: see Flush
+	wg       sync.WaitGroup
+
+	// abandon ends upload retries: Close closes it when its ctx ends.
+	abandon     chan struct{}
+	abandonOnce sync.Once
+	// retryMin and retryMax bound the backoff between upload attempts.
+	retryMin, retryMax time.Duration
 
 	m metrics
 }
@@ -180,7 +195,8 @@ func NewWithClient(cfg Config, name string, client manager.UploadAPIClient, set 
 		return nil, fmt.Errorf("key_format: %w", err)
 	}
 	s := &Sink{cfg: cfg, layout: layout, log: set.Logger.With("sink", name), now: set.Now,
-		open: map[string]*object{}, m: newMetrics(name, set.Registerer)}
+		open: map[string]*object{}, m: newMetrics(name, set.Registerer),
+		abandon: make(chan struct{}), retryMin: time.Second, retryMax: 30 * time.Second}
 	s.uploader = manager.NewUploader(client, func(u *manager.Uploader) { u.PartSize = int64(cfg.PartSize) })
 	if cfg.TimeKey != "-" {
 		s.jopts.TimeKey = cfg.TimeKey
@@ -192,8 +208,20 @@ func NewWithClient(cfg Config, name string, client manager.UploadAPIClient, set 
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("s3 sink: closed")
 
+// Flush uploads the open objects now, and from now on each object as soon
+// as a Write has added its records (the runner is shutting down).
+func (s *Sink) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushing = true
+	for _, o := range s.open {
+		s.sealLocked(o)
+	}
+}
+
 // Write adds the records to the open objects of their tags and waits until
-// those objects are stored.
+// those objects are stored. It ends early only when ctx does (the runner
+// stops hard): the records may then be stored and come back (at least once).
 func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 	failed := map[int]error{}
 	byTag := map[string][]int{}
@@ -233,7 +261,7 @@ func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 			joined = append(joined, i)
 		}
 		waits[o] = joined
-		if o.raw >= int(s.cfg.TotalFileSize) {
+		if s.flushing || o.raw >= int(s.cfg.TotalFileSize) {
 			s.sealLocked(o)
 		}
 	}
@@ -242,8 +270,8 @@ func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 		select {
 		case <-o.done:
 		case <-ctx.Done():
-			// The object may still be stored: the records are redelivered
-			// and may then be in two objects (at least once).
+			// The object may still be stored: the records come back
+			// after a restart and may then be in two objects.
 			return ctx.Err()
 		}
 		if o.err != nil {
@@ -305,6 +333,8 @@ func (s *Sink) key(o *object) string {
 	return strings.ReplaceAll(string(k), uuidMark, uuid.NewString())
 }
 
+// upload stores a sealed object, retrying it under its key until it is
+// stored, refused outright, or abandoned by Close.
 func (s *Sink) upload(o *object) {
 	defer close(o.done)
 	if err := o.zw.Close(); err != nil {
@@ -312,6 +342,34 @@ func (s *Sink) upload(o *object) {
 		return
 	}
 	o.key = s.key(o)
+	for attempt := 1; ; attempt++ {
+		err := s.put(o)
+		if err == nil {
+			return
+		}
+		if refused(err) {
+			s.m.objects.WithLabelValues("error").Inc()
+			o.err = fmt.Errorf("s3: uploading %s/%s: %w", s.cfg.Bucket, o.key, err)
+			s.log.Warn("upload refused; its records will be retried in a new object", "key", o.key, "records", o.records, "err", err)
+			return
+		}
+		s.m.retries.Inc()
+		wait := sinks.Backoff(s.retryMin, s.retryMax, attempt)
+		s.log.Warn("upload failed; retrying the same object", "key", o.key, "records", o.records, "attempt", attempt, "retry_in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.abandon:
+			t.Stop()
+			s.m.objects.WithLabelValues("error").Inc()
+			o.err = fmt.Errorf("s3: uploading %s/%s: abandoned at close after %d attempts: %w", s.cfg.Bucket, o.key, attempt, err)
+			return
+		}
+	}
+}
+
+// put makes one attempt to store the object under its key.
+func (s *Sink) put(o *object) error {
 	start := time.Now()
 	// Uploads finish even when the writes waiting on them give up, so
 	// that Close can flush.
@@ -323,10 +381,7 @@ func (s *Sink) upload(o *object) {
 	})
 	s.m.seconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.m.objects.WithLabelValues("error").Inc()
-		o.err = fmt.Errorf("s3: uploading %s/%s: %w", s.cfg.Bucket, o.key, err)
-		s.log.Warn("upload failed; its records will be retried", "key", o.key, "records", o.records, "err", err)
-		return
+		return err
 	}
 	kind := "single"
 	if out.UploadID != "" {
@@ -335,6 +390,19 @@ func (s *Sink) upload(o *object) {
 	s.m.objects.WithLabelValues(kind).Inc()
 	s.m.bytes.Add(float64(o.buf.Len()))
 	s.log.Debug("object stored", "key", o.key, "records", o.records, "bytes", o.buf.Len(), "upload", kind)
+	return nil
+}
+
+// refused reports whether S3 answered an upload with a client error that
+// means nothing was stored and trying the same request again cannot help
+// (AccessDenied, NoSuchBucket, ...): any 4xx but 408 and 429.
+func refused(err error) bool {
+	var re interface{ HTTPStatusCode() int }
+	if !errors.As(err, &re) {
+		return false
+	}
+	c := re.HTTPStatusCode()
+	return c >= 400 && c < 500 && c != http.StatusRequestTimeout && c != http.StatusTooManyRequests
 }
 
 // Limits: none of its own; objects gather batches.
@@ -342,11 +410,9 @@ func (s *Sink) Limits() sinks.Limits { return sinks.Limits{} }
 
 // Close uploads the open objects and waits for every upload.
 func (s *Sink) Close(ctx context.Context) error {
+	s.Flush()
 	s.mu.Lock()
 	s.closed = true
-	for _, o := range s.open {
-		s.sealLocked(o)
-	}
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -354,11 +420,13 @@ func (s *Sink) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		s.abandonOnce.Do(func() { close(s.abandon) })
 		return ctx.Err()
 	}
 }
 
 type metrics struct {
+	retries prometheus.Counter
 	objects *prometheus.CounterVec
 	bytes   prometheus.Counter
 	seconds prometheus.Observer
@@ -367,11 +435,13 @@ type metrics struct {
 func newMetrics(name string, r prometheus.Registerer) metrics {
 	l := prometheus.Labels{"sink": name}
 	objects := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_s3_objects_total",
-		Help: "Objects uploaded, by kind (single, multipart) or error.", ConstLabels: l}, []string{"kind"})
+		Help: "Objects uploaded, by kind (single, multipart), or error: refused by S3 or abandoned at close (their records are retried in a new object).", ConstLabels: l}, []string{"kind"})
 	bytes := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3_object_bytes_total",
 		Help: "Compressed bytes of the objects uploaded.", ConstLabels: l})
 	seconds := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_s3_upload_seconds",
 		Help: "Time to upload one object.", ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.01, 3, 9)})
-	r.MustRegister(objects, bytes, seconds)
-	return metrics{objects: objects, bytes: bytes, seconds: seconds}
+	retries := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_s3_upload_retries_total",
+		Help: "Failed upload attempts retried as the same object under the same key.", ConstLabels: l})
+	r.MustRegister(objects, bytes, seconds, retries)
+	return metrics{objects: objects, bytes: bytes, seconds: seconds, retries: retries}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
@@ -36,14 +37,21 @@ type fakeS3 struct {
 	client *awss3.Client
 }
 
-func newFakeS3(t testing.TB) *fakeS3 {
+func newFakeS3(t testing.TB) *fakeS3 { return newFakeS3With(t, nil) }
+
+// newFakeS3With puts wrap, when not nil, in front of the fake S3.
+func newFakeS3With(t testing.TB, wrap func(http.Handler) http.Handler) *fakeS3 {
 	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	var h http.Handler = gofakes3.New(s3mem.New()).Server()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	client := awss3.New(awss3.Options{Region: "eu-west-1", BaseEndpoint: aws.String(srv.URL), UsePathStyle: true,
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -128,9 +129,11 @@ func (e *env) runner(s sinks.Sink, edit func(*sinks.RunnerConfig)) *sinks.Runner
 }
 
 // settle waits until the consumer has nothing pending or unacknowledged.
-func (e *env) settle() {
+func (e *env) settle() { e.settleWithin(30 * time.Second) }
+
+func (e *env) settleWithin(d time.Duration) {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(d)
 	for {
 		c, err := e.q.JetStream().Consumer(context.Background(), e.q.StreamName(), queue.ConsumerName("conf"))
 		if err != nil {
@@ -662,6 +665,26 @@ func (E *Env) Run(s sinks.Sink, edit func(*sinks.RunnerConfig)) *sinks.Runner {
 
 // Settle waits until every published record is acknowledged.
 func (E *Env) Settle() { E.e.settle() }
+
+// SettleWithin is Settle with a deadline other than 30s.
+func (E *Env) SettleWithin(d time.Duration) {
+	E.e.t.Helper()
+	E.e.settleWithin(d)
+}
+
+// Consumer returns the sink consumer's state.
+func (E *Env) Consumer() *jetstream.ConsumerInfo {
+	E.e.t.Helper()
+	c, err := E.e.q.JetStream().Consumer(context.Background(), E.e.q.StreamName(), queue.ConsumerName("conf"))
+	if err != nil {
+		E.e.t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		E.e.t.Fatal(err)
+	}
+	return info
+}
 
 // Counter sums the runner's counter name over the series with label=value
 // (all series when label is "").
