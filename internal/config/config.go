@@ -72,7 +72,8 @@ type SinkConfig struct {
 	Concurrency int `yaml:"concurrency"`
 	// Retry is the policy for failed writes.
 	Retry RetryConfig `yaml:"retry"`
-	// WriteTimeout bounds one write; a slower one is retried.
+	// WriteTimeout bounds one write; a slower one is retried. S3 sinks have
+	// none: a write waits until its object is stored.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// MaxAckPending bounds the queue messages delivered to the sink and not
 	// yet acknowledged.
@@ -178,9 +179,6 @@ func (c *Config) SetDefaults() {
 			if s.Concurrency == 0 {
 				s.Concurrency = 16 // writes wait for their object: let several gather in one
 			}
-			if s.WriteTimeout == 0 {
-				s.WriteTimeout = s.S3.UploadTimeout + 2*time.Minute
-			}
 		}
 		if s.Elasticsearch != nil {
 			s.Elasticsearch.SetDefaults()
@@ -203,7 +201,7 @@ func (c *Config) SetDefaults() {
 		if s.Retry.BackoffMax == 0 {
 			s.Retry.BackoffMax = 30 * time.Second
 		}
-		if s.WriteTimeout == 0 {
+		if s.WriteTimeout == 0 && s.S3 == nil {
 			s.WriteTimeout = 2 * time.Minute
 		}
 		if s.Batch.Linger == 0 {
@@ -286,8 +284,8 @@ func (c *Config) Validate() error {
 		}
 		if s.S3 != nil {
 			sub(path+".s3", s.S3.Validate())
-			if s.WriteTimeout <= s.S3.UploadTimeout {
-				add(path+".write_timeout", fmt.Errorf("must be longer than s3.upload_timeout (%s): a write waits for its object", s.S3.UploadTimeout))
+			if s.WriteTimeout != 0 {
+				add(path+".write_timeout", errors.New("does not apply to s3 sinks: a write waits until its object is stored (one that gave up and was retried would store its records twice); s3.upload_timeout bounds the wait"))
 			}
 		}
 		if _, err := route.Compile(s.Match); err != nil {
@@ -313,7 +311,7 @@ func (c *Config) Validate() error {
 		if s.Retry.BackoffMax < s.Retry.BackoffMin {
 			add(path+".retry.backoff_max", errors.New("must be at least backoff_min"))
 		}
-		if s.WriteTimeout <= 0 {
+		if s.WriteTimeout <= 0 && s.S3 == nil {
 			add(path+".write_timeout", errors.New("must be positive"))
 		}
 		if s.Batch.MaxBytes < 1<<10 {

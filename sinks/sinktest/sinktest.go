@@ -56,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("RetryLimit", func(t *testing.T) { retryLimit(t, h(t)) })
 	t.Run("AtLeastOnceAcrossRestart", func(t *testing.T) { acrossRestart(t, h(t)) })
 	t.Run("LongWriteIsNotRedelivered", func(t *testing.T) { longWrite(t, h(t)) })
+	t.Run("RedeliveryInFlightJoins", func(t *testing.T) { redeliveryJoins(t, h(t)) })
 }
 
 // env is a queue with one sink consumer and the records published to it.
@@ -630,6 +631,32 @@ func longWrite(t *testing.T, d Destination) {
 	}
 	if info.NumRedelivered != 0 {
 		t.Errorf("%d messages redelivered", info.NumRedelivered)
+	}
+}
+
+// redeliveryJoins starves the message of in-progress acks (the runner
+// believes the ack wait is a minute, JetStream's is a second) during a write
+// of 2.5s: JetStream delivers it again while it is in flight, and the
+// redeliveries join it instead of being written.
+func redeliveryJoins(t *testing.T, d Destination) {
+	e := newEnv(t)
+	f := &faulty{inner: d.NewSink(t), t: t, slowFirst: 2500 * time.Millisecond}
+	e.runner(f, func(c *sinks.RunnerConfig) { c.Concurrency = 1; c.MaxRecords = 1000; c.AckWait = time.Minute })
+	e.publish("t", 1, 10)
+	waitDelivered(t, d, e.sent)
+	e.settle()
+	exactly(t, d.Delivered(t), e.sent)
+	f.mu.Lock()
+	writes := f.writes
+	f.mu.Unlock()
+	if writes != 1 {
+		t.Errorf("%d writes, want 1: a redelivery was written", writes)
+	}
+	if got := e.count("sluice_sink_redeliveries_total", "outcome", "joined"); got < 1 {
+		t.Errorf("%v redeliveries joined, want at least 1 (JetStream redelivers after a second)", got)
+	}
+	if got := e.count("sluice_sink_redeliveries_total", "outcome", "written"); got != 0 {
+		t.Errorf("%v redeliveries written", got)
 	}
 }
 
