@@ -136,14 +136,7 @@ func (e *env) settleWithin(d time.Duration) {
 	e.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		c, err := e.q.JetStream().Consumer(context.Background(), e.q.StreamName(), queue.ConsumerName("conf"))
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		info, err := c.Info(context.Background())
-		if err != nil {
-			e.t.Fatal(err)
-		}
+		info := e.consumerInfo()
 		if info.NumPending == 0 && info.NumAckPending == 0 {
 			return
 		}
@@ -605,32 +598,12 @@ func acrossRestart(t *testing.T, d Destination) {
 // longWrite takes 2.5 ack waits for one write: in-progress acks keep the
 // message from being redelivered meanwhile.
 func longWrite(t *testing.T, d Destination) {
-	e := newEnv(t)
-	f := &faulty{inner: d.NewSink(t), t: t, slowFirst: 2500 * time.Millisecond}
-	e.runner(f, func(c *sinks.RunnerConfig) { c.Concurrency = 1; c.MaxRecords = 1000 })
-	e.publish("t", 1, 10)
-	waitDelivered(t, d, e.sent)
-	e.settle()
-	exactly(t, d.Delivered(t), e.sent)
-	f.mu.Lock()
-	writes := f.writes
-	f.mu.Unlock()
-	if writes != 1 {
-		t.Errorf("%d writes, want 1: the message was redelivered during the long write", writes)
-	}
+	e := oneLongWrite(t, d, time.Second)
 	if got := e.count("sluice_sink_in_progress_acks_total", "", ""); got < 1 {
 		t.Errorf("no in-progress ack during a write of 2.5 ack waits")
 	}
-	c, err := e.q.JetStream().Consumer(context.Background(), e.q.StreamName(), queue.ConsumerName("conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := c.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumRedelivered != 0 {
-		t.Errorf("%d messages redelivered", info.NumRedelivered)
+	if n := e.consumerInfo().NumRedelivered; n != 0 {
+		t.Errorf("%d messages redelivered", n)
 	}
 }
 
@@ -639,9 +612,22 @@ func longWrite(t *testing.T, d Destination) {
 // of 2.5s: JetStream delivers it again while it is in flight, and the
 // redeliveries join it instead of being written.
 func redeliveryJoins(t *testing.T, d Destination) {
+	e := oneLongWrite(t, d, time.Minute)
+	if got := e.count("sluice_sink_redeliveries_total", "outcome", "joined"); got < 1 {
+		t.Errorf("%v redeliveries joined, want at least 1 (JetStream redelivers after a second)", got)
+	}
+	if got := e.count("sluice_sink_redeliveries_total", "outcome", "written"); got != 0 {
+		t.Errorf("%v redeliveries written", got)
+	}
+}
+
+// oneLongWrite sends one message of 10 records whose first write takes 2.5s
+// to a runner that believes the ack wait is ackWait (JetStream's is a
+// second), and checks that the records were written once, in one write.
+func oneLongWrite(t *testing.T, d Destination, ackWait time.Duration) *env {
 	e := newEnv(t)
 	f := &faulty{inner: d.NewSink(t), t: t, slowFirst: 2500 * time.Millisecond}
-	e.runner(f, func(c *sinks.RunnerConfig) { c.Concurrency = 1; c.MaxRecords = 1000; c.AckWait = time.Minute })
+	e.runner(f, func(c *sinks.RunnerConfig) { c.Concurrency = 1; c.MaxRecords = 1000; c.AckWait = ackWait })
 	e.publish("t", 1, 10)
 	waitDelivered(t, d, e.sent)
 	e.settle()
@@ -650,14 +636,23 @@ func redeliveryJoins(t *testing.T, d Destination) {
 	writes := f.writes
 	f.mu.Unlock()
 	if writes != 1 {
-		t.Errorf("%d writes, want 1: a redelivery was written", writes)
+		t.Errorf("%d writes, want 1: the message was written again during the long write", writes)
 	}
-	if got := e.count("sluice_sink_redeliveries_total", "outcome", "joined"); got < 1 {
-		t.Errorf("%v redeliveries joined, want at least 1 (JetStream redelivers after a second)", got)
+	return e
+}
+
+// consumerInfo returns the sink consumer's state.
+func (e *env) consumerInfo() *jetstream.ConsumerInfo {
+	e.t.Helper()
+	c, err := e.q.JetStream().Consumer(context.Background(), e.q.StreamName(), queue.ConsumerName("conf"))
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	if got := e.count("sluice_sink_redeliveries_total", "outcome", "written"); got != 0 {
-		t.Errorf("%v redeliveries written", got)
+	info, err := c.Info(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	return info
 }
 
 // Env is a queue with one sink consumer, for a sink's own tests through the
@@ -702,15 +697,7 @@ func (E *Env) SettleWithin(d time.Duration) {
 // Consumer returns the sink consumer's state.
 func (E *Env) Consumer() *jetstream.ConsumerInfo {
 	E.e.t.Helper()
-	c, err := E.e.q.JetStream().Consumer(context.Background(), E.e.q.StreamName(), queue.ConsumerName("conf"))
-	if err != nil {
-		E.e.t.Fatal(err)
-	}
-	info, err := c.Info(context.Background())
-	if err != nil {
-		E.e.t.Fatal(err)
-	}
-	return info
+	return E.e.consumerInfo()
 }
 
 // Counter sums the runner's counter name over the series with label=value
