@@ -22,6 +22,8 @@ vet:
 # server, VictoriaLogs, built once from its Go module into bin/.
 test: vet $(BIN)/victoria-logs
 	SLUICE_VICTORIALOGS=$(CURDIR)/$(BIN)/victoria-logs $(GO) test -race -count=1 -timeout 15m $(PKGS)
+	# Allocation counts need a build without the race detector.
+	$(GO) test -count=1 -run Allocate ./sinks/transform/
 
 $(BIN)/victoria-logs:
 	.ci/victoria-logs
@@ -38,6 +40,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeMsgpack -fuzztime=$(FUZZTIME) ./ingest/httpin/
 	$(GO) test -run='^$$' -fuzz=FuzzFastJSONMatchesFull -fuzztime=$(FUZZTIME) ./ingest/httpin/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./enrich/parser/
+	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./sinks/transform/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendObject -fuzztime=$(FUZZTIME) ./internal/jsonmp/
 
 # The bench table: sluice's binary on its embedded defaults (file sink),

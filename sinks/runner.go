@@ -56,6 +56,13 @@ type RunnerConfig struct {
 	// record left out is settled without being written, and counted.
 	MatchTag func(tag string) bool
 	Keep     func(tag string, record []byte) (bool, error)
+	// Reshape, when set, rewrites every record the sink takes, after Keep
+	// (the sink's own transforms); keep false drops it (settled).
+	Reshape Transform
+	// Scrub, when set, gives the entry stored for a dead letter in place of
+	// the record as it came in (e.g. with secrets redacted): it appends a
+	// [time, record] entry for e to dst.
+	Scrub func(dst []byte, e chunk.Entry) []byte
 }
 
 // Transform rewrites a record: it appends the new msgpack record to dst and
@@ -148,7 +155,7 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 	inProgress := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_in_progress_acks_total",
 		Help: "In-progress acks sent to keep long-running messages from redelivery.", ConstLabels: l})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_records_dropped_total",
-		Help: "Records dropped before the sink by enrichment (excluded pods).", ConstLabels: l})
+		Help: "Records dropped before the sink by enrichment (excluded pods) or by a transform's drop step.", ConstLabels: l})
 	age := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_sink_delivery_seconds",
 		Help:        "Time from a chunk's storage in JetStream to its acknowledgement by the sink (all its records delivered, dead or filtered out).",
 		ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.001, 2, 20)})
@@ -539,10 +546,13 @@ func (r *Runner) records(msg *message) []Record {
 		return nil
 	}
 	if r.cfg.Transform != nil && len(recs) > 0 {
-		recs = r.transform(msg, recs)
+		recs = r.rewrite(msg, recs, r.cfg.Transform)
 	}
 	if r.cfg.Keep != nil {
 		recs = r.keep(recs)
+	}
+	if r.cfg.Reshape != nil && len(recs) > 0 {
+		recs = r.rewrite(msg, recs, r.cfg.Reshape)
 	}
 	if len(recs) == 0 {
 		r.ack(msg)
@@ -556,18 +566,22 @@ func (r *Runner) records(msg *message) []Record {
 	return recs
 }
 
-// transform rewrites the records of a message into the message's arena
-// and leaves out the dropped ones.
-func (r *Runner) transform(msg *message, recs []Record) []Record {
-	arena := arenas.Get().(*[]byte)
-	buf := (*arena)[:0]
+// rewrite rewrites the records of a message with fn into the message's
+// arena and leaves out the dropped ones.
+func (r *Runner) rewrite(msg *message, recs []Record, fn Transform) []Record {
+	arena := msg.arena
+	if arena == nil {
+		arena = arenas.Get().(*[]byte)
+		*arena = (*arena)[:0]
+	}
+	buf := *arena
 	spans := r.spans[:0]
 	kept := recs[:0]
 	dropped := 0
 	for i := range recs {
 		start := len(buf)
 		var keep bool
-		buf, keep = r.cfg.Transform(r.hard, buf, &recs[i])
+		buf, keep = fn(r.hard, buf, &recs[i])
 		if !keep {
 			buf = buf[:start]
 			dropped++
@@ -826,8 +840,14 @@ func (r *Runner) bury(ctx context.Context, recs []Record, reason string, attempt
 	}
 	dls := make([]queue.DeadLetter, len(recs))
 	for i, rec := range recs {
+		entry := rec.Raw
+		if r.cfg.Scrub != nil {
+			if e, _, err := chunk.ReadEntry(rec.Raw, 0); err == nil {
+				entry = r.cfg.Scrub(nil, e)
+			}
+		}
 		dls[i] = queue.DeadLetter{Sink: r.name, Tag: rec.Tag, Seq: rec.Seq, Index: rec.Index,
-			Attempts: attempts, Err: reason, Entry: rec.Raw}
+			Attempts: attempts, Err: reason, Entry: entry}
 	}
 	for attempt := 1; ; attempt++ {
 		err := r.dlq.PutDeadLetters(ctx, dls)
@@ -899,12 +919,14 @@ func (r *Runner) ReplayDeadLetters(ctx context.Context, store DeadLetterStore, m
 			}
 			rec := Record{Tag: d.Tag, Entry: e, Seq: d.Seq, Index: d.Index}
 			stored = append(stored, d.StoredSeq)
-			if r.cfg.Transform != nil {
-				out, keep := r.cfg.Transform(ctx, nil, &rec)
-				if !keep {
-					continue // dropped now (e.g. its pod is excluded): settled
+			keep := true
+			for _, fn := range []Transform{r.cfg.Transform, r.cfg.Reshape} {
+				if fn != nil && keep {
+					rec.Record, keep = fn(ctx, nil, &rec)
 				}
-				rec.Record = out
+			}
+			if !keep {
+				continue // dropped now (e.g. its pod is excluded): settled
 			}
 			recs = append(recs, rec)
 		}

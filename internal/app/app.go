@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/sluicelog/sluice/enrich/kube"
 	"github.com/sluicelog/sluice/ingest/forward"
 	"github.com/sluicelog/sluice/ingest/httpin"
+	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/units"
@@ -31,6 +33,7 @@ import (
 	"github.com/sluicelog/sluice/sinks/firehose"
 	"github.com/sluicelog/sluice/sinks/route"
 	"github.com/sluicelog/sluice/sinks/s3"
+	"github.com/sluicelog/sluice/sinks/transform"
 )
 
 // App is one running sluice.
@@ -91,10 +94,16 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.q, err = queue.Open(ctx, a.cfg.NATS, a.set); err != nil {
 		return err
 	}
-	transform, err := a.startEnrichment(ctx)
+	enrichment, err := a.startEnrichment(ctx)
 	if err != nil {
 		return err
 	}
+	tm := transform.NewMetrics(a.reg)
+	global, err := transform.Compile(a.cfg.Transforms, "global", tm)
+	if err != nil {
+		return fmt.Errorf("transforms%w", err)
+	}
+	reshape := pipelineTransform(enrichment, global)
 	for _, sc := range a.cfg.Sinks {
 		sink, err := a.newSink(ctx, sc)
 		if err != nil {
@@ -122,6 +131,16 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("sink %s: match: %w", sc.Name, err)
 		}
+		own, err := transform.Compile(sc.Transforms, sc.Name, tm)
+		if err != nil {
+			return fmt.Errorf("sinks: %s: transforms%w", sc.Name, err)
+		}
+		var scrub func([]byte, chunk.Entry) []byte
+		if global.Redacts() || own.Redacts() {
+			// Dead letters keep the record as it came in: with every
+			// redact rule applied to every string, so no secret survives.
+			scrub = func(dst []byte, e chunk.Entry) []byte { return transform.ScrubEntry(dst, e, global, own) }
+		}
 		var keep func(string, []byte) (bool, error)
 		if sc.Condition != "" {
 			cond, err := route.CompileCondition(sc.Condition)
@@ -136,9 +155,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			BackoffMin: sc.Retry.BackoffMin, BackoffMax: sc.Retry.BackoffMax,
 			WriteTimeout: sc.WriteTimeout, AckWait: sc.AckWait,
 			PullMessages: min(64, sc.MaxAckPending),
-			Transform:    transform,
+			Transform:    reshape,
 			MatchTag:     match.Match,
 			Keep:         keep,
+			Reshape:      pipelineTransform(nil, own),
+			Scrub:        scrub,
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 		}, a.set)
 		if err := r.Start(); err != nil {
@@ -260,6 +281,30 @@ func (a *App) startEnrichment(ctx context.Context) (sinks.Transform, error) {
 		}
 		return out, true
 	}, nil
+}
+
+// pipelineTransform runs enrichment (may be nil), then the pipeline (may be
+// empty), as one runner Transform; nil when there is neither.
+func pipelineTransform(enrichment sinks.Transform, p *transform.Pipeline) sinks.Transform {
+	if p.Len() == 0 {
+		return enrichment
+	}
+	if enrichment == nil {
+		return func(_ context.Context, dst []byte, rec *sinks.Record) ([]byte, bool) {
+			return p.Apply(dst, rec.Tag, rec.Record)
+		}
+	}
+	bufs := sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+	return func(ctx context.Context, dst []byte, rec *sinks.Record) ([]byte, bool) {
+		buf := bufs.Get().(*[]byte)
+		defer bufs.Put(buf)
+		enriched, keep := enrichment(ctx, (*buf)[:0], rec)
+		*buf = enriched
+		if !keep {
+			return dst, false
+		}
+		return p.Apply(dst, rec.Tag, enriched)
+	}
 }
 
 // ReplayDeadLetters writes up to max of a sink's dead letters to it again.

@@ -25,6 +25,7 @@ import (
 	"github.com/sluicelog/sluice/sinks/firehose"
 	"github.com/sluicelog/sluice/sinks/route"
 	"github.com/sluicelog/sluice/sinks/s3"
+	"github.com/sluicelog/sluice/sinks/transform"
 )
 
 // Config is the whole configuration.
@@ -35,7 +36,10 @@ type Config struct {
 	HTTP    HTTPConfig     `yaml:"http"`
 	API     api.Config     `yaml:"api"`
 	Enrich  enrich.Config  `yaml:"enrich"`
-	Sinks   []SinkConfig   `yaml:"sinks"`
+	// Transforms reshape every record after enrichment, before routing
+	// (docs/TRANSFORMS.md).
+	Transforms []transform.Step `yaml:"transforms"`
+	Sinks      []SinkConfig     `yaml:"sinks"`
 	// ShutdownTimeout bounds the orderly shutdown on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -66,6 +70,9 @@ type SinkConfig struct {
 	// Condition, when set, is an expr expression over the record's fields
 	// (level == "error") that must be true for the sink to take a record.
 	Condition string `yaml:"condition"`
+	// Transforms reshape the records the sink takes, after Match and
+	// Condition.
+	Transforms []transform.Step `yaml:"transforms"`
 	// Batch bounds the batches handed to the sink.
 	Batch BatchConfig `yaml:"batch"`
 	// Concurrency is the number of batches written at once.
@@ -249,6 +256,9 @@ func (c *Config) Validate() error {
 	if len(c.Sinks) == 0 {
 		add("sinks", errors.New("at least one sink is required (with none, nothing would keep the logs)"))
 	}
+	if _, err := transform.Compile(c.Transforms, "global", nil); err != nil {
+		errs = append(errs, fmt.Errorf("transforms%w", err))
+	}
 	names := map[string]int{}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]
@@ -290,6 +300,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := route.Compile(s.Match); err != nil {
 			add(path+".match", err)
+		}
+		if _, err := transform.Compile(s.Transforms, s.Name, nil); err != nil {
+			errs = append(errs, fmt.Errorf("%s.transforms%w", path, err))
 		}
 		if s.Condition != "" {
 			if _, err := route.CompileCondition(s.Condition); err != nil {

@@ -220,11 +220,14 @@ sinks:
 		t.Errorf("s3 sink %+v %+v", archive, archive.S3)
 	}
 	for yaml, want := range map[string]string{
-		"sinks:\n  - file: {}\n    match: ['{a,b']\n":                              "sinks[0].match: pattern",
-		"sinks:\n  - file: {}\n    condition: 'level =='\n":                        "sinks[0].condition:",
-		"sinks:\n  - s3: {bucket: b, upload_timeout: 5m}\n    write_timeout: 1m\n": "sinks[0].write_timeout: does not apply to s3 sinks",
-		"sinks:\n  - cloudwatch: {log_group: g, retention_days: 2}\n":              "sinks[0].cloudwatch.retention_days",
-		"sinks:\n  - firehose: {}\n":                                               "sinks[0].firehose.delivery_stream",
+		"sinks:\n  - file: {}\n    match: ['{a,b']\n":                                           "sinks[0].match: pattern",
+		"sinks:\n  - file: {}\n    condition: 'level =='\n":                                     "sinks[0].condition:",
+		"sinks:\n  - s3: {bucket: b, upload_timeout: 5m}\n    write_timeout: 1m\n":              "sinks[0].write_timeout: does not apply to s3 sinks",
+		"sinks:\n  - cloudwatch: {log_group: g, retention_days: 2}\n":                           "sinks[0].cloudwatch.retention_days",
+		"sinks:\n  - firehose: {}\n":                                                            "sinks[0].firehose.delivery_stream",
+		"transforms:\n  - set: {a: 1}\n  - set: {sev: {expr: 'x ==='}}\nsinks:\n  - file: {}\n": "transforms[1].set.sev: expr:",
+		"sinks:\n  - file: {}\n    transforms: [{drop: true}]\n":                                "sinks[0].transforms[0].drop: needs a condition",
+		"transforms:\n  - sett: {a: 1}\nsinks:\n  - file: {}\n":                                 "sett",
 	} {
 		if _, err := Parse([]byte(yaml), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", yaml, err, want)

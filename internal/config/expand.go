@@ -12,7 +12,7 @@ import (
 )
 
 // templateNames are references of field templates, not variables.
-var templateNames = map[string]bool{"tag": true, "uuid": true}
+var templateNames = map[string]bool{"tag": true, "uuid": true, "hostname": true}
 
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
@@ -26,7 +26,7 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}
 // the line, so that a typo does not silently become an empty setting. Other
 // $ signs are left alone, and so are the references of sinks' field
 // templates: ${a.b} (not a variable name), ${tag[1]} and the lowercase
-// ${tag} and ${uuid}.
+// ${tag}, ${uuid} and ${hostname}.
 func expand(n *yaml.Node, lookup func(string) (string, bool)) error {
 	var errs []error
 	var walk func(*yaml.Node)

@@ -201,9 +201,41 @@ func (c *Condition) String() string { return c.src }
 
 // Eval evaluates the condition for a msgpack record with its tag.
 func (c *Condition) Eval(tag string, record []byte) (bool, error) {
+	out, err := run(c.program, tag, record)
+	if err != nil {
+		return false, err
+	}
+	v, _ := out.(bool)
+	return v, nil
+}
+
+// Expr is a compiled expression that computes a value from a record (the
+// same variables as a condition); it is safe for concurrent use.
+type Expr struct {
+	src     string
+	program *vm.Program
+}
+
+// CompileExpr compiles an expr expression of any type.
+func CompileExpr(src string) (*Expr, error) {
+	p, err := expr.Compile(src, expr.AllowUndefinedVariables())
+	if err != nil {
+		return nil, err
+	}
+	return &Expr{src: src, program: p}, nil
+}
+
+// String returns the expression's source.
+func (e *Expr) String() string { return e.src }
+
+// Eval computes the expression for a msgpack record with its tag.
+func (e *Expr) Eval(tag string, record []byte) (any, error) { return run(e.program, tag, record) }
+
+// run runs a program with the record's fields, tag and record as variables.
+func run(p *vm.Program, tag string, record []byte) (any, error) {
 	var fields map[string]any
 	if err := msgpack.Unmarshal(record, &fields); err != nil {
-		return false, fmt.Errorf("record: %w", err)
+		return nil, fmt.Errorf("record: %w", err)
 	}
 	env := make(map[string]any, len(fields)+2)
 	for k, v := range fields {
@@ -211,10 +243,5 @@ func (c *Condition) Eval(tag string, record []byte) (bool, error) {
 	}
 	env["tag"] = tag
 	env["record"] = fields
-	out, err := expr.Run(c.program, env)
-	if err != nil {
-		return false, err
-	}
-	v, _ := out.(bool)
-	return v, nil
+	return expr.Run(p, env)
 }
