@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/sluicelog/sluice/ingest/multiline"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/msgp"
@@ -54,6 +55,9 @@ type Config struct {
 	Security SecurityConfig `yaml:"security"`
 	// TLS is on when a certificate and key are set.
 	TLS TLSConfig `yaml:"tls"`
+	// Multiline joins the lines of one event per connection and stream
+	// before they are stored (docs/TRANSFORMS.md); off by default.
+	Multiline multiline.Config `yaml:"multiline"`
 }
 
 // SetDefaults fills zero values.
@@ -85,6 +89,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Security.setDefaults()
 	c.TLS.setDefaults()
+	c.Multiline.SetDefaults()
 }
 
 // Validate checks the configuration; error texts start with the field name.
@@ -117,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.TLS.load(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Multiline.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("multiline.%w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -167,6 +175,7 @@ type Server struct {
 	pub    Publisher
 	log    *slog.Logger
 	m      *serverMetrics
+	ml     *multiline.Metrics // nil when joining is off
 
 	ln  net.Listener
 	udp net.PacketConn
@@ -188,7 +197,12 @@ type Server struct {
 func New(cfg Config, pub Publisher, set component.Settings) *Server {
 	set = set.Defaults()
 	hard, cancel := context.WithCancel(context.Background())
+	var ml *multiline.Metrics
+	if cfg.Multiline.Enabled() {
+		ml = multiline.NewMetrics(set.Registerer)
+	}
 	return &Server{
+		ml:  ml,
 		cfg: cfg,
 		limits: Limits{MaxChunkBytes: int(cfg.MaxChunkBytes), MaxDecompressedBytes: int(cfg.MaxDecompressedBytes),
 			MaxTagBytes: DefaultLimits.MaxTagBytes},
@@ -373,6 +387,14 @@ type conn struct {
 	batch    *[]byte // from entryBufs
 	batchTag []byte
 	batchN   int
+
+	// joiner joins multiline groups (nil when off). jmu orders everything
+	// it hands out: a chunk's deferred ack is queued only after the item
+	// that stores its last open group.
+	joiner   *multiline.Joiner
+	jmu      sync.Mutex
+	nextRef  uint64
+	deferred map[uint64]string // chunk ref -> ack id, held by an open group
 }
 
 type inflight struct {
@@ -385,7 +407,7 @@ type inflight struct {
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		s:        s,
 		nc:       nc,
 		log:      s.log.With("remote", nc.RemoteAddr().String()),
@@ -393,6 +415,11 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		inflight: semaphore.NewWeighted(int64(s.cfg.MaxInflightBytes)),
 		pending:  make(chan *inflight, s.cfg.MaxInflightChunks),
 	}
+	if s.ml != nil {
+		c.joiner, _ = multiline.New(&s.cfg.Multiline, s.ml) // validated
+		c.deferred = map[uint64]string{}
+	}
+	return c
 }
 
 func (c *conn) stopReading() {
@@ -418,7 +445,9 @@ func (c *conn) serve() {
 	}
 	ackDone := make(chan struct{})
 	go func() { c.ackLoop(); close(ackDone) }()
+	stopFlush := c.startFlusher()
 	err := c.readLoop(rest)
+	stopFlush()
 	close(c.pending)
 	<-ackDone
 	var fe *Error
@@ -586,6 +615,110 @@ func (c *conn) submit(ch *chunk.Chunk, ackID []byte) error {
 // submitBuf is submit for a chunk whose entries are in buf, a buffer from
 // entryBufs that returns there once the chunk is stored.
 func (c *conn) submitBuf(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
+	if c.joiner != nil && ch != nil {
+		return c.submitJoined(ch, ackID, buf)
+	}
+	return c.queue(ch, ackID, buf)
+}
+
+// submitJoined runs a chunk through the joiner and submits what is to be
+// stored now. The chunk's ack goes with it unless an open group holds some
+// of its lines; then it waits, and is queued after the item that stores the
+// last such group.
+func (c *conn) submitJoined(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
+	c.jmu.Lock()
+	defer c.jmu.Unlock()
+	ref := c.nextRef
+	c.nextRef++
+	out := getBuf(len(ch.Entries))
+	entries, n, err := c.joiner.Add(*out, ch.Tag, ch.ID, ch.Entries, ref, time.Now())
+	*out = entries
+	putBuf(buf) // the joiner copied what it keeps
+	if err != nil {
+		putBuf(out)
+		return err
+	}
+	ack := ackID
+	if c.joiner.Held(ref) {
+		if len(ackID) > 0 {
+			c.deferred[ref] = string(ackID)
+		}
+		ack = nil
+	}
+	switch {
+	case n > 0:
+		err = c.queue(&chunk.Chunk{Tag: ch.Tag, ID: ch.ID, Count: n, Entries: *out}, ack, out)
+	default:
+		putBuf(out)
+		if len(ack) > 0 {
+			err = c.queue(nil, ack, nil)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return c.flushGroups(false)
+}
+
+// flushGroups stores the groups that are due (all of them with all, at the
+// end of the connection) and queues the acks they release; c.jmu is held.
+func (c *conn) flushGroups(all bool) error {
+	for _, f := range c.joiner.Expired(time.Now(), all) {
+		buf := getBuf(len(f.Entries))
+		*buf = append(*buf, f.Entries...)
+		if err := c.queue(&chunk.Chunk{Tag: f.Tag, ID: f.ID, Count: f.Count, Entries: *buf}, nil, buf); err != nil {
+			return err
+		}
+	}
+	for _, ref := range c.joiner.Released() {
+		if id, ok := c.deferred[ref]; ok {
+			delete(c.deferred, ref)
+			if err := c.queue(nil, []byte(id), nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startFlusher stores groups left open past flush_interval while the
+// connection is quiet; the returned func stops it and stores every group
+// still open.
+func (c *conn) startFlusher() (stop func()) {
+	if c.joiner == nil {
+		return func() {}
+	}
+	every := min(max(c.s.cfg.Multiline.FlushInterval/4, 50*time.Millisecond), time.Second)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				c.jmu.Lock()
+				err := c.flushGroups(false)
+				c.jmu.Unlock()
+				if err != nil {
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		c.jmu.Lock()
+		_ = c.flushGroups(true)
+		c.jmu.Unlock()
+	}
+}
+
+// queue publishes ch (nil for an ack-only item) and queues it for the acker.
+func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	it := &inflight{c: ch, ack: string(ackID), buf: buf}
 	if ch != nil {
 		it.weight = min(int64(len(ch.Entries)), int64(c.s.cfg.MaxInflightBytes))

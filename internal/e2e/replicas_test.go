@@ -386,8 +386,9 @@ func (p *repProc) exited() bool {
 }
 
 // repStartReplica writes the configuration of replica name, starts sluice on
-// it and waits until it listens and /readyz answers 200.
-func repStartReplica(t *testing.T, name, natsURL, out string) *repProc {
+// it and waits until it listens and /readyz answers 200. forward holds more
+// lines of the forward block (indented by two spaces).
+func repStartReplica(t *testing.T, name, natsURL, out string, forward ...string) *repProc {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`log:
@@ -398,7 +399,7 @@ nats:
 forward:
   listen: "127.0.0.1:0"
   udp_heartbeat: false
-http:
+%shttp:
   listen: "127.0.0.1:0"
 enrich:
   enabled: false
@@ -411,7 +412,7 @@ sinks:
       prefix: %q
     ack_wait: 2s
 shutdown_timeout: 20s
-`, natsURL, out, "rep-"+name)
+`, natsURL, strings.Join(forward, ""), out, "rep-"+name)
 	path := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
