@@ -22,6 +22,8 @@ import (
 type Scenario struct {
 	Name string
 	Config
+	// Multiline, when set, is the forward.multiline.parser sluice runs with.
+	Multiline string
 }
 
 // BenchScenarios are `make bench`'s fixed scenarios: nginx access lines of
@@ -30,14 +32,16 @@ type Scenario struct {
 func BenchScenarios() []Scenario {
 	nginx := Workload{Nginx: 1, Pods: 20, NginxBytes: 180}
 	return []Scenario{
-		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}},
-		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}},
-		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}},
-		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}},
-		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}},
-		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}},
-		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}},
-		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}},
+		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, ""},
+		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, ""},
+		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, ""},
+		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, ""},
+		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, ""},
+		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, ""},
+		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, ""},
+		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, ""},
+		// The cost of multiline joining on lines that start no group.
+		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java"},
 	}
 }
 
@@ -118,8 +122,12 @@ func benchOne(ctx context.Context, sluice string, sc Scenario, progress io.Write
 			return BenchRow{}, err
 		}
 	}
-	cfg := fmt.Sprintf("forward: {listen: \"127.0.0.1:%d\", udp_heartbeat: false}\nhttp: {listen: \"127.0.0.1:%d\"}\napi: {listen: \"127.0.0.1:%d\"}\nenrich: {enabled: false}\nlog: {level: warn}\n",
-		ports[0], ports[1], ports[2])
+	multiline := ""
+	if sc.Multiline != "" {
+		multiline = fmt.Sprintf(", multiline: {parser: %s}", sc.Multiline)
+	}
+	cfg := fmt.Sprintf("forward: {listen: \"127.0.0.1:%d\", udp_heartbeat: false%s}\nhttp: {listen: \"127.0.0.1:%d\"}\napi: {listen: \"127.0.0.1:%d\"}\nenrich: {enabled: false}\nlog: {level: warn}\n",
+		ports[0], multiline, ports[1], ports[2])
 	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o600); err != nil {
 		return BenchRow{}, err
 	}

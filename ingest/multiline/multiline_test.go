@@ -390,3 +390,34 @@ func BenchmarkJavaNoStart(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/line")
 }
+
+// Any lines, in any streams and chunks, through every parser: no panic,
+// every entry handed out is valid, and at the end nothing is open or held.
+func FuzzJoin(f *testing.F) {
+	f.Add(javaTrace, uint8(3))
+	f.Add(goPanic, uint8(5))
+	f.Add(pythonTrace+"\n\n\x00\xff", uint8(1))
+	f.Fuzz(func(t *testing.T, text string, cut uint8) {
+		for _, cfg := range []Config{{Parser: "java"}, {Parser: "python"}, {Parser: "go"}, {Parser: "docker"}, {Parser: "cri"},
+			{Start: `^\S`}, {Continuous: `^\s`, MaxLines: 3}, {Start: `^B`, End: `^E`}} {
+			f := newFeeder(t, cfg)
+			ls := strings.Split(text, "\n")
+			var batch []line
+			for i, l := range ls {
+				extra := map[string]any{"_p": []string{"P", "F"}[i%2]}
+				batch = append(batch, line{tag: "t", stream: fmt.Sprint(i % 3), text: l + []string{"\n", ""}[i%2], extra: extra})
+				if len(batch) > int(cut%7) {
+					f.chunk(batch, i)
+					batch = nil
+				}
+			}
+			if len(batch) > 0 {
+				f.chunk(batch, len(ls))
+			}
+			f.end()
+			if g, b := f.j.Open(); g != 0 || b != 0 || len(f.j.holds) != 0 {
+				t.Fatalf("%+v: %d groups, %d bytes open, %d chunks held after the end", cfg, g, b, len(f.j.holds))
+			}
+		}
+	})
+}
