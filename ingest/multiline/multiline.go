@@ -297,14 +297,7 @@ func (j *Joiner) appendEntry(out []byte, g *group) []byte {
 	if j.sep != nil && g.lastNL {
 		text = append(text, '\n')
 	}
-	out = msgp.AppendArrayHeader(out, 2)
-	if e.Meta != nil {
-		out = msgp.AppendArrayHeader(out, 2)
-	}
-	out = msgp.AppendEventTime(out, uint32(e.Sec), uint32(e.Nsec))
-	if e.Meta != nil {
-		out = append(out, e.Meta...)
-	}
+	out = chunk.AppendEntryHead(out, e)
 	cnt, off, _ := msgp.ReadMapHeader(e.Record, 0)
 	out = msgp.AppendMapHeader(out, cnt)
 	for i := 0; i < cnt; i++ {

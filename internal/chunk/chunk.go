@@ -173,3 +173,16 @@ type Pending interface {
 	// Wait blocks until the chunk is stored (nil), storing failed, or ctx ends.
 	Wait(ctx context.Context) error
 }
+
+// AppendEntryHead appends what comes before the record of an entry like e:
+// the entry's array header and its time, with e's metadata when it has
+// some ([[time, meta], record]). The caller appends a record after it.
+func AppendEntryHead(dst []byte, e Entry) []byte {
+	dst = msgp.AppendArrayHeader(dst, 2)
+	if e.Meta == nil {
+		return msgp.AppendEventTime(dst, uint32(e.Sec), uint32(e.Nsec))
+	}
+	dst = msgp.AppendArrayHeader(dst, 2)
+	dst = msgp.AppendEventTime(dst, uint32(e.Sec), uint32(e.Nsec))
+	return append(dst, e.Meta...)
+}

@@ -292,3 +292,20 @@ func TestReadEntryStream(t *testing.T) {
 		t.Fatalf("walked %d entries", n)
 	}
 }
+
+// An entry head plus a record reads back as the entry it was made from,
+// with and without Fluent Bit's metadata.
+func TestAppendEntryHead(t *testing.T) {
+	rec := enc(t, map[string]any{"log": "x"})
+	for _, meta := range [][]byte{nil, enc(t, map[string]any{"otlp": 1})} {
+		in := chunk.Entry{Sec: 1795332892, Nsec: 123, Meta: meta, Record: rec}
+		b := append(chunk.AppendEntryHead(nil, in), rec...)
+		out, next, err := chunk.ReadEntry(b, 0)
+		if err != nil || next != len(b) {
+			t.Fatalf("meta %v: %v, %d of %d bytes", meta != nil, err, next, len(b))
+		}
+		if out.Sec != in.Sec || out.Nsec != in.Nsec || string(out.Meta) != string(meta) || string(out.Record) != string(rec) {
+			t.Errorf("meta %v: read %+v", meta != nil, out)
+		}
+	}
+}

@@ -349,13 +349,5 @@ func (p *Pipeline) Redacts() bool { return p != nil && len(p.redax) > 0 }
 // ScrubEntry appends a [time, record] entry (with Fluent Bit's metadata
 // when e has it) whose record is e's after Scrub.
 func ScrubEntry(dst []byte, e chunk.Entry, pipelines ...*Pipeline) []byte {
-	dst = msgp.AppendArrayHeader(dst, 2)
-	if e.Meta != nil {
-		dst = msgp.AppendArrayHeader(dst, 2)
-	}
-	dst = msgp.AppendEventTime(dst, uint32(e.Sec), uint32(e.Nsec))
-	if e.Meta != nil {
-		dst = append(dst, e.Meta...)
-	}
-	return Scrub(dst, e.Record, pipelines...)
+	return Scrub(chunk.AppendEntryHead(dst, e), e.Record, pipelines...)
 }
