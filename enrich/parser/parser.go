@@ -179,8 +179,11 @@ func (p *Parser) parseRegex(dst, line []byte) ([]byte, int, time.Time, bool, err
 	var fast [maxFastLoc]int
 	if p.match != matchRegexp && 2*p.re.NumSubexp()+2 <= len(fast) {
 		loc = fast[:2*p.re.NumSubexp()+2]
-		if !p.match.match(line, loc) {
+		switch p.match.match(line, loc) {
+		case fastNo:
 			loc = nil
+		case fastUnsure:
+			loc = p.re.FindSubmatchIndex(line)
 		}
 	} else {
 		loc = p.re.FindSubmatchIndex(line)
