@@ -21,6 +21,7 @@ import (
 	"github.com/sluicelog/sluice/internal/app"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/internal/memlimit"
 )
 
 func main() {
@@ -46,6 +47,12 @@ func run() int {
 		return 0
 	}
 	log := app.NewLogger(cfg.Log, os.Stderr)
+	switch limit, src, err := memlimit.Apply(int64(cfg.MemoryLimit)); {
+	case err != nil:
+		log.Warn("memory limit not set", "err", err)
+	case src != memlimit.FromNothing:
+		log.Info("memory limit", "go_soft_limit_bytes", limit, "from", string(src))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -42,6 +42,10 @@ type Config struct {
 	Sinks      []SinkConfig     `yaml:"sinks"`
 	// ShutdownTimeout bounds the orderly shutdown on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// MemoryLimit is the memory sluice may use: the Go runtime's soft limit
+	// is set to 90% of it. 0 takes the container's cgroup limit; the
+	// GOMEMLIMIT environment variable overrides both.
+	MemoryLimit units.ByteSize `yaml:"memory_limit"`
 }
 
 // HTTPConfig is HTTP ingest: on its own port and under /v1/ingest/ on the
@@ -255,6 +259,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Sinks) == 0 {
 		add("sinks", errors.New("at least one sink is required (with none, nothing would keep the logs)"))
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 64<<20 {
+		add("memory_limit", errors.New("must be at least 64MiB (or 0: the container's limit)"))
 	}
 	if _, err := transform.Compile(c.Transforms, "global", nil); err != nil {
 		errs = append(errs, fmt.Errorf("transforms%w", err))

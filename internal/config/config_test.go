@@ -228,6 +228,7 @@ sinks:
 		"transforms:\n  - set: {a: 1}\n  - set: {sev: {expr: 'x ==='}}\nsinks:\n  - file: {}\n": "transforms[1].set.sev: expr:",
 		"sinks:\n  - file: {}\n    transforms: [{drop: true}]\n":                                "sinks[0].transforms[0].drop: needs a condition",
 		"transforms:\n  - sett: {a: 1}\nsinks:\n  - file: {}\n":                                 "sett",
+		"memory_limit: 1MiB\nsinks:\n  - file: {}\n":                                            "memory_limit: must be at least 64MiB",
 		"forward:\n  multiline: {parser: ruby}\nsinks:\n  - file: {}\n":                         "forward.multiline.parser: \"ruby\"",
 	} {
 		if _, err := Parse([]byte(yaml), env(nil)); err == nil || !strings.Contains(err.Error(), want) {
