@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/sluicelog/sluice/ingest/multiline"
+	"github.com/sluicelog/sluice/internal/bufpool"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/msgp"
@@ -45,7 +46,9 @@ type Config struct {
 	MaxInflightBytes units.ByteSize `yaml:"max_inflight_bytes"`
 	// MaxInflightChunks bounds, per connection, the chunks awaiting storage.
 	MaxInflightChunks int `yaml:"max_inflight_chunks"`
-	// ReadBufferBytes is the initial read buffer of a connection.
+	// ReadBufferBytes is the read buffer a connection starts with and goes
+	// back to when its sender pauses; it grows (from a shared pool) for
+	// bigger values.
 	ReadBufferBytes units.ByteSize `yaml:"read_buffer_bytes"`
 	// WriteTimeout bounds writing one ack.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
@@ -78,7 +81,7 @@ func (c *Config) SetDefaults() {
 		c.MaxInflightChunks = 64
 	}
 	if c.ReadBufferBytes == 0 {
-		c.ReadBufferBytes = 256 << 10
+		c.ReadBufferBytes = 16 << 10
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -384,7 +387,7 @@ type conn struct {
 
 	// batch gathers Message-mode events of one tag without a chunk id, which
 	// arrive one record at a time, into one chunk.
-	batch    *[]byte // from entryBufs
+	batch    *[]byte // from getBuf
 	batchTag []byte
 	batchN   int
 
@@ -467,7 +470,11 @@ const maxBatchBytes = 1 << 20
 func (c *conn) readLoop(initial []byte) error {
 	bufSize := int(c.s.cfg.ReadBufferBytes)
 	maxBuf := int(c.s.cfg.MaxChunkBytes) + bufSize
-	buf := append(make([]byte, 0, max(bufSize, len(initial))), initial...)
+	// The buffer follows what the connection sends: it grows (by pooled
+	// size classes) for a big value and goes back to the pool, for a small
+	// one, once the sender pauses with little pending.
+	buf := append(bufpool.Get(max(bufSize, len(initial))), initial...)
+	defer func() { bufpool.Put(buf) }()
 	shortAt := 0      // bytes buffered when a value was last found incomplete
 	readFull := false // whether the last read filled all the free space
 	for {
@@ -498,15 +505,18 @@ func (c *conn) readLoop(initial []byte) error {
 			}
 			buf = buf[:copy(buf, buf[start:])]
 		}
-		if len(buf) == cap(buf) {
-			if cap(buf) >= maxBuf {
+		switch limit := min(cap(buf), maxBuf); {
+		case len(buf) == limit:
+			if limit >= maxBuf {
 				return reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
 			}
-			nb := make([]byte, len(buf), min(2*cap(buf), maxBuf))
-			copy(nb, buf)
+			nb := append(bufpool.Get(min(2*cap(buf), maxBuf)), buf...)
+			bufpool.Put(buf)
 			buf = nb
-		} else if cap(buf) > 4*bufSize && len(buf) < bufSize {
-			buf = append(make([]byte, 0, bufSize), buf...)
+		case cap(buf) > bufSize && len(buf) < bufSize && !readFull:
+			nb := append(bufpool.Get(bufSize), buf...)
+			bufpool.Put(buf)
+			buf = nb
 		}
 		c.gate.Lock()
 		//lint:ignore SA2001 waiting for the acker to release the gate is the point
@@ -514,8 +524,9 @@ func (c *conn) readLoop(initial []byte) error {
 		if c.stopped.Load() {
 			return nil
 		}
-		free := cap(buf) - len(buf)
-		n, err := c.nc.Read(buf[len(buf):cap(buf)])
+		limit := min(cap(buf), maxBuf)
+		free := limit - len(buf)
+		n, err := c.nc.Read(buf[len(buf):limit])
 		buf = buf[:len(buf)+n]
 		readFull = n == free
 		if err != nil {
@@ -556,9 +567,9 @@ func (c *conn) handle(ev *Event) error {
 			c.batchTag = append(c.batchTag[:0], ev.Tag...)
 		}
 		if c.batch == nil {
-			c.batch = getBuf(maxBatchBytes)
+			c.batch = getBuf(len(ev.Entries))
 		}
-		*c.batch = append(*c.batch, ev.Entries...)
+		bufpool.Append(c.batch, ev.Entries)
 		c.batchN++
 		return nil
 	}
@@ -573,28 +584,13 @@ func (c *conn) handle(ev *Event) error {
 	return c.submitBuf(&chunk.Chunk{Tag: string(ev.Tag), ID: string(ev.Chunk), Count: ev.Count, Entries: *buf}, ev.Chunk, buf)
 }
 
-// entryBufs recycles the buffers chunks are copied into: a chunk's buffer
-// returns once JetStream has stored the chunk, so that steady ingest does
-// not allocate (and zero) fresh memory for every chunk.
-var entryBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
+// getBuf returns a buffer for at least n bytes of entries, from the shared
+// size-class pool: a chunk's buffer returns there once JetStream has stored
+// the chunk, so that steady ingest does not allocate (and zero) fresh
+// memory for every chunk, and a small chunk holds a small buffer.
+func getBuf(n int) *[]byte { return bufpool.GetPtr(n) }
 
-// maxPooledBuf is the largest buffer kept for reuse.
-const maxPooledBuf = 4 << 20
-
-func getBuf(n int) *[]byte {
-	b := entryBufs.Get().(*[]byte)
-	if cap(*b) < n {
-		*b = make([]byte, 0, n)
-	}
-	*b = (*b)[:0]
-	return b
-}
-
-func putBuf(b *[]byte) {
-	if b != nil && cap(*b) <= maxPooledBuf {
-		entryBufs.Put(b)
-	}
-}
+func putBuf(b *[]byte) { bufpool.PutPtr(b) }
 
 func (c *conn) flushBatch() error {
 	if c.batchN == 0 {
@@ -613,7 +609,7 @@ func (c *conn) submit(ch *chunk.Chunk, ackID []byte) error {
 }
 
 // submitBuf is submit for a chunk whose entries are in buf, a buffer from
-// entryBufs that returns there once the chunk is stored.
+// getBuf that returns there once the chunk is stored.
 func (c *conn) submitBuf(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	if c.joiner != nil && ch != nil {
 		return c.submitJoined(ch, ackID, buf)
