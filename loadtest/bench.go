@@ -40,9 +40,20 @@ func BenchScenarios() []Scenario {
 		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, ""},
 		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, ""},
 		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, ""},
+		// A fleet: many forwarders, each sending one 20-record chunk a second.
+		{"fleet, 100 conn x 20 rec/s", fleet(100), ""},
+		{"fleet, 1000 conn x 20 rec/s", fleet(1000), ""},
+		{"fleet, 2000 conn x 20 rec/s", fleet(2000), ""},
 		// The cost of multiline joining on lines that start no group.
 		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java"},
 	}
+}
+
+// fleet is a scenario of n forwarders, each sending one chunk of 20
+// records a second with acks, for 20 seconds.
+func fleet(n int) Config {
+	return Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: n, Rate: 20, ChunkRecords: 20,
+		Duration: 20 * time.Second, Workload: Workload{Nginx: 1, Pods: 20, NginxBytes: 180}}
 }
 
 // BenchRow is one measured scenario.

@@ -124,7 +124,11 @@ func run() int {
 		var scs []loadtest.Scenario
 		for _, sc := range loadtest.BenchScenarios() {
 			if strings.Contains(sc.Name, *only) {
-				sc.Records = max(1, int(float64(sc.Records)**scale))
+				if sc.Duration > 0 {
+					sc.Duration = max(time.Second, time.Duration(float64(sc.Duration)**scale))
+				} else {
+					sc.Records = max(1, int(float64(sc.Records)**scale))
+				}
 				scs = append(scs, sc)
 			}
 		}

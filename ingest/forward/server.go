@@ -629,11 +629,16 @@ func (c *conn) submitJoined(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	out := getBuf(len(ch.Entries))
 	entries, n, err := c.joiner.Add(*out, ch.Tag, ch.ID, ch.Entries, ref, time.Now())
 	*out = entries
-	putBuf(buf) // the joiner copied what it keeps
 	if err != nil {
 		putBuf(out)
+		putBuf(buf)
 		return err
 	}
+	if c.joiner.AsIs() && buf != nil {
+		out, buf = buf, out // store the chunk itself, not the copy
+		*out = ch.Entries
+	}
+	putBuf(buf) // the joiner copied what it keeps
 	ack := ackID
 	if c.joiner.Held(ref) {
 		if len(ackID) > 0 {

@@ -10,6 +10,7 @@ package multiline
 
 import (
 	"bytes"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,10 +85,15 @@ type Joiner struct {
 	streamKeys [][]byte
 	sep        []byte
 	groups     []*group // open, oldest first
-	openBytes  int
-	holds      map[uint64]int
-	released   []uint64
-	stream     []byte // scratch
+	// names are the fields scan looks for: the key, the stream keys, then
+	// _p and logtag; vals their values in the entry scanned last.
+	names     [][]byte
+	vals      [][]byte
+	asIs      bool // the last Add handed out every entry as it came
+	openBytes int
+	holds     map[uint64]int
+	released  []uint64
+	stream    []byte // scratch
 }
 
 // New returns a joiner; cfg must be valid (Validate) with defaults set.
@@ -106,30 +112,45 @@ func New(cfg *Config, met *Metrics) (*Joiner, error) {
 	if m.partialJoin() {
 		j.sep = nil
 	}
+	j.names = append(append([][]byte{j.key}, j.streamKeys...), []byte("_p"), []byte("logtag"))
+	j.vals = make([][]byte, len(j.names))
 	return j, nil
 }
 
-// field returns the encoded value of a top-level key of a msgpack map.
-func field(rec, name []byte) ([]byte, bool) {
-	n, off, err := msgp.ReadMapHeader(rec, 0)
+// scan reads the entry at off in one pass over its record's top-level
+// fields (the entries were validated at ingest): it fills j.vals with the
+// encoded values of the key, the stream keys and the partial-line flags
+// (_p, logtag), nil for the missing ones, and returns the whole entry.
+func (j *Joiner) scan(b []byte, off int) (raw []byte, next int, err error) {
+	clear(j.vals)
+	n, p, err := msgp.ReadArrayHeader(b, off)
+	if err != nil || n != 2 {
+		return nil, 0, fmt.Errorf("multiline: entry at %d: not [time, record]", off)
+	}
+	if p, err = msgp.Skip(b, p); err != nil { // the time, or [time, meta]
+		return nil, 0, err
+	}
+	cnt, p, err := msgp.ReadMapHeader(b, p)
 	if err != nil {
-		return nil, false
+		return nil, 0, fmt.Errorf("multiline: entry at %d: record is not a map", off)
 	}
-	for i := 0; i < n; i++ {
-		k, v, err := msgp.ReadBytes(rec, off)
+	for i := 0; i < cnt; i++ {
+		k, v, err := msgp.ReadBytes(b, p)
 		if err != nil {
-			return nil, false
+			return nil, 0, err
 		}
-		end, err := msgp.Skip(rec, v)
+		end, err := msgp.Skip(b, v)
 		if err != nil {
-			return nil, false
+			return nil, 0, err
 		}
-		if bytes.Equal(k, name) {
-			return rec[v:end], true
+		for x, name := range j.names {
+			if j.vals[x] == nil && bytes.Equal(k, name) {
+				j.vals[x] = b[v:end]
+			}
 		}
-		off = end
+		p = end
 	}
-	return nil, false
+	return b[off:p], p, nil
 }
 
 func str(v []byte) ([]byte, bool) {
@@ -141,23 +162,22 @@ func str(v []byte) ([]byte, bool) {
 // is to be stored now: lines in no group, and the groups that ended. ref
 // identifies the chunk for Held and Released; id is its chunk id.
 func (j *Joiner) Add(out []byte, tag, id string, entries []byte, ref uint64, now time.Time) (_ []byte, n int, err error) {
+	j.asIs = true
 	for off := 0; off < len(entries); {
-		e, next, err := chunk.ReadEntry(entries, off)
+		raw, next, err := j.scan(entries, off)
 		if err != nil {
 			return out, n, err
 		}
 		off = next
-		v, ok := field(e.Record, j.key)
-		line, isStr := str(v)
-		if !ok || !isStr {
-			out = append(out, e.Raw...) // not a line: stored as it is
+		line, isStr := str(j.vals[0])
+		if j.vals[0] == nil || !isStr {
+			out = append(out, raw...) // not a line: stored as it is
 			n++
 			continue
 		}
 		j.stream = j.stream[:0]
-		for _, k := range j.streamKeys {
-			sv, _ := field(e.Record, k)
-			j.stream = append(append(j.stream, sv...), 0)
+		for k := range j.streamKeys {
+			j.stream = append(append(j.stream, j.vals[1+k]...), 0)
 		}
 		text, nl := trimNewline(line)
 		partial := false
@@ -165,13 +185,14 @@ func (j *Joiner) Add(out []byte, tag, id string, entries []byte, ref uint64, now
 		case kindDocker:
 			partial = !nl
 		case kindCRI:
-			p, _ := field(e.Record, []byte("_p"))
+			p := j.vals[len(j.vals)-2]
 			if p == nil {
-				p, _ = field(e.Record, []byte("logtag"))
+				p = j.vals[len(j.vals)-1]
 			}
 			ps, _ := str(p)
 			partial = len(ps) == 1 && ps[0] == 'P'
 		}
+		e := chunk.Entry{Raw: raw}
 		gi := j.find(tag, j.stream)
 		for {
 			var g *group
@@ -181,6 +202,9 @@ func (j *Joiner) Add(out []byte, tag, id string, entries []byte, ref uint64, now
 				state = g.state
 			}
 			act, nextState := j.m.decide(g != nil, state, text, partial)
+			if act != single {
+				j.asIs = false
+			}
 			switch act {
 			case single:
 				out = append(out, e.Raw...)
@@ -313,6 +337,11 @@ func (j *Joiner) appendEntry(out []byte, g *group) []byte {
 	}
 	return out
 }
+
+// AsIs reports whether the last Add handed out its chunk's entries exactly
+// as they came (no line went into a group), so that the caller may store the
+// chunk itself instead of the copy.
+func (j *Joiner) AsIs() bool { return j.asIs }
 
 // Held reports whether an open group holds lines of chunk ref.
 func (j *Joiner) Held(ref uint64) bool { return j.holds[ref] > 0 }
