@@ -44,6 +44,10 @@ type Config struct {
 	// MaxInflightBytes bounds, per connection, the bytes of chunks read but
 	// not yet acknowledged; reading stops above it.
 	MaxInflightBytes units.ByteSize `yaml:"max_inflight_bytes"`
+	// MaxInflightBytesTotal bounds the same over all connections: with
+	// thousands of forwarders, memory follows this, not connections times
+	// max_inflight_bytes.
+	MaxInflightBytesTotal units.ByteSize `yaml:"max_inflight_bytes_total"`
 	// MaxInflightChunks bounds, per connection, the chunks awaiting storage.
 	MaxInflightChunks int `yaml:"max_inflight_chunks"`
 	// ReadBufferBytes is the read buffer a connection starts with and goes
@@ -80,6 +84,9 @@ func (c *Config) SetDefaults() {
 	if c.MaxInflightChunks == 0 {
 		c.MaxInflightChunks = 64
 	}
+	if c.MaxInflightBytesTotal == 0 {
+		c.MaxInflightBytesTotal = max(256<<20, c.MaxInflightBytes)
+	}
 	if c.ReadBufferBytes == 0 {
 		c.ReadBufferBytes = 16 << 10
 	}
@@ -113,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInflightChunks < 1 {
 		add("max_inflight_chunks", "must be positive")
+	}
+	if c.MaxInflightBytesTotal < c.MaxInflightBytes {
+		add("max_inflight_bytes_total", "must be at least max_inflight_bytes")
 	}
 	if c.ReadBufferBytes < 4<<10 || c.ReadBufferBytes > 64<<20 {
 		add("read_buffer_bytes", "must be between 4KiB and 64MiB")
@@ -190,6 +200,9 @@ type Server struct {
 	hard       context.Context
 	hardCancel context.CancelFunc
 
+	// total bounds the bytes read and not yet stored over all connections.
+	total *semaphore.Weighted
+
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
 	closing bool
@@ -215,6 +228,7 @@ func New(cfg Config, pub Publisher, set component.Settings) *Server {
 		hard:       hard,
 		hardCancel: cancel,
 		conns:      make(map[*conn]struct{}),
+		total:      semaphore.NewWeighted(int64(cfg.MaxInflightBytesTotal)),
 	}
 }
 
@@ -726,15 +740,25 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 		if err := c.inflight.Acquire(c.s.hard, it.weight); err != nil {
 			return err
 		}
+		if err := c.s.total.Acquire(c.s.hard, it.weight); err != nil {
+			c.inflight.Release(it.weight)
+			return err
+		}
 		it.p, it.err = c.s.pub.Publish(ch)
 	}
 	select {
 	case c.pending <- it:
 		return nil
 	case <-c.s.hard.Done():
-		c.inflight.Release(it.weight)
+		c.release(it.weight)
 		return c.s.hard.Err()
 	}
+}
+
+// release gives back the in-flight bytes of one item.
+func (c *conn) release(weight int64) {
+	c.inflight.Release(weight)
+	c.s.total.Release(weight)
 }
 
 func (c *conn) ackLoop() {
@@ -754,7 +778,7 @@ func (c *conn) ackLoop() {
 				c.nc.Close()
 			}
 		}
-		c.inflight.Release(it.weight)
+		c.release(it.weight)
 	}
 }
 

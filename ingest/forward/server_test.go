@@ -476,3 +476,40 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults %+v", d)
 	}
 }
+
+// max_inflight_bytes_total holds every connection: with the stores held,
+// three connections of one 30 KiB chunk each get two published within
+// 64 KiB, and the third only once the first ones are stored.
+func TestInflightBytesTotal(t *testing.T) {
+	pub := &memPub{hold: make(chan struct{})}
+	s, _ := startServer(t, pub, func(c *Config) { c.MaxInflightBytes = 40 << 10; c.MaxInflightBytesTotal = 64 << 10 })
+	var p []byte
+	for len(p) < 30<<10 {
+		p = append(p, forwardtest.Entry(time.Unix(1795332892, 0), map[string]any{"log": strings.Repeat("x", 200)})...)
+	}
+	conns := make([]*forwardtest.Conn, 3)
+	for i := range conns {
+		conns[i] = dial(t, s)
+		if _, err := conns[i].Write(forwardtest.Packed("t", p, forwardtest.Options{Chunk: fmt.Sprint(i)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := func() int { pub.mu.Lock(); defer pub.mu.Unlock(); return pub.calls }
+	deadline := time.Now().Add(5 * time.Second)
+	for calls() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the third connection's chunk had time to get through, were it allowed
+	if n := calls(); n != 2 {
+		t.Fatalf("%d chunks published with 64 KiB in flight allowed over all connections, want 2", n)
+	}
+	close(pub.hold)
+	for i, c := range conns {
+		if id, err := c.ReadAck(5 * time.Second); err != nil || id != fmt.Sprint(i) {
+			t.Fatalf("connection %d: ack %q, %v", i, id, err)
+		}
+	}
+	if n := calls(); n != 3 {
+		t.Fatalf("%d published, want 3", n)
+	}
+}
