@@ -704,14 +704,7 @@ func FuzzParse(f *testing.F) {
 			if p.match != matchRegexp {
 				// The hand-written matcher agrees with the regexp.
 				l := trimNewline(line)
-				want := p.re.FindSubmatchIndex(l)
-				got := make([]int, 2*p.re.NumSubexp()+2)
-				switch p.match.match(l, got) {
-				case fastNo:
-					got = nil
-				case fastUnsure:
-					got = want // the regexp decides
-				}
+				want, got := p.re.FindSubmatchIndex(l), fastLoc(p, l)
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("%s: matcher %v, regexp %v", p.Name(), got, want)
 				}
@@ -808,6 +801,20 @@ func TestCRIMatcher(t *testing.T) {
 	}
 }
 
+// fastLoc is what the parser's hand-written matcher finds in line, as
+// FindSubmatchIndex gives it (the regexp's answer where the matcher is not
+// sure).
+func fastLoc(p *Parser, line []byte) []int {
+	loc := make([]int, 2*p.re.NumSubexp()+2)
+	switch p.match.match(line, loc) {
+	case fastNo:
+		return nil
+	case fastUnsure:
+		return p.re.FindSubmatchIndex(line)
+	}
+	return loc
+}
+
 // The nginx and apache matchers agree with their regexps on lines made to
 // make the regexps backtrack: quotes, spaces and brackets in odd places.
 func TestAccessMatchers(t *testing.T) {
@@ -830,14 +837,7 @@ func TestAccessMatchers(t *testing.T) {
 			`G"T /a" 200 1 "r" "a"`, `GET /a HTTP/1.1" 200 512 "-" "` + strings.Repeat(" ", 50) + `"`,
 		} {
 			line := []byte(pre + req)
-			want := p.re.FindSubmatchIndex(line)
-			got := make([]int, 2*p.re.NumSubexp()+2)
-			switch p.match.match(line, got) {
-			case fastNo:
-				got = nil
-			case fastUnsure:
-				got = want
-			}
+			want, got := p.re.FindSubmatchIndex(line), fastLoc(p, line)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("%s %q:\nmatcher %v\nregexp  %v", name, req, got, want)
 			}
@@ -866,14 +866,7 @@ func TestAccessMatchersRandom(t *testing.T) {
 				b.WriteString(tokens[rng.IntN(len(tokens))])
 			}
 			line := []byte(b.String())
-			want := p.re.FindSubmatchIndex(line)
-			got := make([]int, 2*p.re.NumSubexp()+2)
-			switch p.match.match(line, got) {
-			case fastNo:
-				got = nil
-			case fastUnsure:
-				got = want
-			}
+			want, got := p.re.FindSubmatchIndex(line), fastLoc(p, line)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s %q:\nmatcher %v\nregexp  %v", name, line[len(pre):], got, want)
 			}
