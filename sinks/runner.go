@@ -225,9 +225,8 @@ type Runner struct {
 	mu          sync.Mutex
 	inflight    map[uint64]*message // by stream sequence, from fetch to settle
 	settled     seqWindow           // sequences settled lately
-	queued      int                 // messages in msgs
-	queuedBytes int
-	room        chan struct{} // signalled when run takes from msgs
+	queuedBytes int                 // of the messages in msgs
+	room        chan struct{}       // signalled when run takes from msgs
 
 	fetching  context.Context // ends fetching (Shutdown)
 	stopFetch context.CancelFunc
@@ -356,7 +355,8 @@ func (r *Runner) fetch() {
 func (r *Runner) waitRoom() (n, bytes int, ok bool) {
 	for {
 		r.mu.Lock()
-		n, bytes = r.cfg.PullMessages-r.queued, r.cfg.BufferBytes-r.queuedBytes
+		// Only fetch sends on msgs, and it is the caller: len is exact.
+		n, bytes = r.cfg.PullMessages-len(r.msgs), r.cfg.BufferBytes-r.queuedBytes
 		r.mu.Unlock()
 		if n >= max(1, r.cfg.PullMessages/2) && bytes >= r.cfg.BufferBytes/2 {
 			return n, bytes, true
@@ -399,7 +399,6 @@ func (r *Runner) admit(m jetstream.Msg) {
 	}
 	msg := &message{msg: m, seq: seq, size: len(m.Data()) + 512, stored: md.Timestamp}
 	r.inflight[seq] = msg
-	r.queued++
 	r.queuedBytes += msg.size
 	r.mu.Unlock()
 	r.msgs <- msg // never blocks: waitRoom asked for no more than it holds
@@ -408,7 +407,6 @@ func (r *Runner) admit(m jetstream.Msg) {
 // took releases a message's room in the buffer once run has it.
 func (r *Runner) took(m *message) {
 	r.mu.Lock()
-	r.queued--
 	r.queuedBytes -= m.size
 	r.mu.Unlock()
 	select {

@@ -21,13 +21,12 @@ import (
 
 // Flush reasons, metric label values.
 const (
-	ReasonEnded    = "ended"   // the parser saw the group end
-	ReasonTimeout  = "timeout" // flush_interval
-	ReasonLines    = "lines"   // max_lines
-	ReasonBytes    = "bytes"   // max_bytes
-	ReasonMemory   = "memory"  // max_open_bytes of the connection
-	ReasonClose    = "close"   // the connection ended, or shutdown
-	reasonsOrdered = "ended timeout lines bytes memory close"
+	ReasonEnded   = "ended"   // the parser saw the group end
+	ReasonTimeout = "timeout" // flush_interval
+	ReasonLines   = "lines"   // max_lines
+	ReasonBytes   = "bytes"   // max_bytes
+	ReasonMemory  = "memory"  // max_open_bytes of the connection
+	ReasonClose   = "close"   // the connection ended, or shutdown
 )
 
 // Metrics are the joining counters, shared by every connection.
@@ -44,8 +43,8 @@ func NewMetrics(r prometheus.Registerer) *Metrics {
 		lines: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_multiline_lines_joined_total",
 			Help: "Lines that went into joined groups."}),
 	}
-	for _, r := range bytes.Fields([]byte(reasonsOrdered)) {
-		m.groups.WithLabelValues(string(r))
+	for _, r := range []string{ReasonEnded, ReasonTimeout, ReasonLines, ReasonBytes, ReasonMemory, ReasonClose} {
+		m.groups.WithLabelValues(r)
 	}
 	if r != nil {
 		r.MustRegister(m.groups, m.lines)
@@ -192,7 +191,6 @@ func (j *Joiner) Add(out []byte, tag, id string, entries []byte, ref uint64, now
 			ps, _ := str(p)
 			partial = len(ps) == 1 && ps[0] == 'P'
 		}
-		e := chunk.Entry{Raw: raw}
 		gi := j.find(tag, j.stream)
 		for {
 			var g *group
@@ -207,10 +205,10 @@ func (j *Joiner) Add(out []byte, tag, id string, entries []byte, ref uint64, now
 			}
 			switch act {
 			case single:
-				out = append(out, e.Raw...)
+				out = append(out, raw...)
 				n++
 			case open:
-				g = j.begin(tag, id, e.Raw, now)
+				g = j.begin(tag, id, raw, now)
 				j.addLine(g, line, nl, ref)
 				g.state = nextState
 				gi = len(j.groups) - 1

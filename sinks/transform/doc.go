@@ -24,6 +24,7 @@ type doc struct {
 	nodes   []node
 	scratch []byte // values made by steps (slices into it stay valid as it grows)
 	out     []byte // the record encoded, for steps that read the whole record
+	text    []byte // a template's text, before it is encoded into scratch
 	// whole holds the record after a redact step rewrote every string;
 	// spare is the other buffer for the next such step.
 	whole, spare []byte

@@ -413,18 +413,15 @@ func (s *step) setValues(d *doc) bool {
 		case v.literal != nil:
 			enc = v.literal
 		case v.tpl != nil:
-			start := len(d.scratch)
-			text, good := v.tpl.Append(d.scratch, d.tag, d.record())
+			text, good := v.tpl.Append(d.text[:0], d.tag, d.record())
+			d.text = text
 			if !good {
-				d.scratch = d.scratch[:start]
 				ok = false
 				continue
 			}
-			// Encode the text as a str after it, then keep only that.
-			n := len(text) - start
-			d.scratch = msgp.AppendStrHeader(text, n)
-			d.scratch = append(d.scratch, text[start:start+n]...)
-			enc = d.scratch[start+n:]
+			start := len(d.scratch)
+			d.scratch = msgp.AppendStrBytes(d.scratch, text)
+			enc = d.scratch[start:]
 		default:
 			out, err := v.expr.Eval(d.tag, d.record())
 			if err != nil {
