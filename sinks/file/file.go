@@ -33,6 +33,16 @@
 // system in one write, and, with sync, fsynced. If the write fails, the sink
 // truncates the file back to its last whole batch and continues in a new
 // file, so a retried batch does not follow a torn line.
+//
+// # Page cache
+//
+// Unless keep_page_cache is set, the sink asks the kernel to write each
+// 8 MiB of a file back as soon as it is written and drops those pages from
+// the page cache one window later (Linux: sync_file_range and
+// posix_fadvise). Writes then reuse warm pages, which costs a fraction of
+// filling fresh ones, and the sink does not fill a container's memory with
+// cache that nothing reads. Keep the cache when something reads the files
+// right after they are written.
 package file
 
 import (
@@ -90,6 +100,9 @@ type Config struct {
 	TagKey string `yaml:"tag_key"`
 	// Sync fsyncs the file after every batch.
 	Sync bool `yaml:"sync"`
+	// KeepPageCache leaves written pages in the page cache instead of
+	// dropping them behind the writes.
+	KeepPageCache bool `yaml:"keep_page_cache"`
 }
 
 // SetDefaults fills the zero fields with their defaults.
@@ -155,6 +168,7 @@ type Sink struct {
 	path string
 	hour time.Time // hour of the file, UTC
 	size int64     // bytes of whole batches in the file
+	pc   pageCache
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -237,6 +251,13 @@ func (s *Sink) writeFile(buf []byte) error {
 	if err == nil && s.cfg.Sync {
 		err = s.f.Sync()
 	}
+	if err == nil && !s.cfg.KeepPageCache {
+		if s.cfg.Sync {
+			s.pc.synced(s.f, s.size+int64(len(buf)))
+		} else {
+			s.pc.wrote(s.f, s.size+int64(len(buf)))
+		}
+	}
 	if err != nil {
 		// Cut off what part of the batch got in, and leave the file.
 		if terr := s.f.Truncate(s.size); terr != nil {
@@ -298,7 +319,7 @@ func (s *Sink) openFile(hour time.Time) error {
 				return fmt.Errorf("file sink %s: %w", s.name, err)
 			}
 		}
-		s.f, s.path, s.hour, s.size = f, path, hour, 0
+		s.f, s.path, s.hour, s.size, s.pc = f, path, hour, 0, pageCache{}
 		s.log.Info("file sink opened a file", "path", path)
 		return nil
 	}
@@ -349,6 +370,9 @@ func (s *Sink) closeFile() error {
 		return nil
 	}
 	err := s.f.Sync()
+	if err == nil && !s.cfg.KeepPageCache {
+		s.pc.synced(s.f, s.size)
+	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
 	}
