@@ -10,17 +10,29 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicelog/sluice/internal/bufpool"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/msgp"
 )
 
+// EncodingS2 is the encoding header of a message whose body is the entries
+// compressed with S2 (block format); see StreamConfig.Compression.
+const EncodingS2 = chunk.Encoding + "+s2"
+
+// maxDecodedBytes bounds the entries a compressed message may expand to:
+// NATS's own largest payload, above any message sluice stores.
+const maxDecodedBytes = 64 << 20
+
 type metrics struct {
 	published   prometheus.Counter
+	entryBytes  prometheus.Counter // entries published
+	storedBytes prometheus.Counter // message bodies published
 	publishErrs *prometheus.CounterVec
 	latency     prometheus.Histogram
 }
@@ -35,13 +47,21 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "sluice_queue_publish_errors_total",
 			Help: "Publishes that failed, by reason.",
 		}, []string{"reason"}),
+		entryBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_entry_bytes_total",
+			Help: "Bytes of Forward entries published to the log stream, before compression.",
+		}),
+		storedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_stored_bytes_total",
+			Help: "Bytes of message bodies published to the log stream, after compression (stream.compression).",
+		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sluice_queue_publish_seconds",
 			Help:    "Time from publish to PubAck.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	r.MustRegister(m.published, m.publishErrs, m.latency)
+	r.MustRegister(m.published, m.publishErrs, m.entryBytes, m.storedBytes, m.latency)
 	return m
 }
 
@@ -99,7 +119,8 @@ func MsgID(chunkID, tag string, entries []byte) string {
 // publishes await their PubAck, when it blocks (up to the publish timeout).
 // The returned Pending reports when every message of the chunk is stored.
 // c.Entries must stay unchanged until then. Publishing the same chunk again
-// after a failure is safe: the message ids deduplicate it.
+// after a failure is safe: the message ids deduplicate it (they are taken
+// over the entries, before compression).
 func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 	parts, err := q.split(c.Entries, c.Count)
 	if err != nil {
@@ -108,10 +129,22 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 	p := &pending{q: q, start: time.Now(), futs: make([]jetstream.PubAckFuture, 0, len(parts))}
 	subject := q.subjectFor.get(c.Tag)
 	for i, part := range parts {
+		data, encoding := part.data, chunk.Encoding
+		if q.cfg.Stream.Compression == CompressionS2 {
+			buf := bufpool.Get(s2.MaxEncodedLen(len(part.data)))
+			if z := s2.Encode(buf[:cap(buf)], part.data); len(z) < len(part.data) {
+				data, encoding = z, EncodingS2
+				p.bufs = append(p.bufs, buf)
+			} else {
+				bufpool.Put(buf)
+			}
+		}
+		q.metrics.entryBytes.Add(float64(len(part.data)))
+		q.metrics.storedBytes.Add(float64(len(data)))
 		h := nats.Header{
 			HeaderTag:      []string{c.Tag},
 			HeaderCount:    []string{strconv.Itoa(part.count)},
-			HeaderEncoding: []string{chunk.Encoding},
+			HeaderEncoding: []string{encoding},
 		}
 		id := c.ID
 		if id != "" {
@@ -121,7 +154,7 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 			}
 		}
 		h[jetstream.MsgIDHeader] = []string{MsgID(id, c.Tag, part.data)}
-		f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: part.data},
+		f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data},
 			jetstream.WithExpectStream(q.cfg.Stream.Name))
 		if err != nil {
 			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
@@ -166,6 +199,10 @@ type pending struct {
 	q     *Queue
 	start time.Time
 	futs  []jetstream.PubAckFuture
+	// bufs hold compressed bodies. The client may send a body again until
+	// its PubAck, so they go back to the pool only once every message of
+	// the chunk is stored; after a failure they are left to the collector.
+	bufs [][]byte
 }
 
 // Wait waits for the PubAck of every message of the chunk.
@@ -182,6 +219,10 @@ func (p *pending) Wait(ctx context.Context) error {
 	}
 	p.q.metrics.published.Add(float64(len(p.futs)))
 	p.q.metrics.latency.Observe(time.Since(p.start).Seconds())
+	for _, b := range p.bufs {
+		bufpool.Put(b)
+	}
+	p.bufs = nil
 	return nil
 }
 
@@ -214,17 +255,46 @@ func errReason(err error) string {
 }
 
 // ChunkFromMsg rebuilds the chunk a message carries. The chunk's Entries
-// alias the message data.
-func ChunkFromMsg(m jetstream.Msg) (*chunk.Chunk, error) {
+// alias the message data, or, for a compressed message, are a buffer from
+// package bufpool that the caller may give back (bufpool.Put) once it no
+// longer needs the chunk; pooled tells which.
+func ChunkFromMsg(m jetstream.Msg) (c *chunk.Chunk, pooled bool, err error) {
 	h := m.Headers()
-	if enc := h.Get(HeaderEncoding); enc != chunk.Encoding {
-		return nil, fmt.Errorf("queue: message has encoding %q, want %q", enc, chunk.Encoding)
-	}
 	count, err := strconv.Atoi(h.Get(HeaderCount))
 	if err != nil || count < 0 {
-		return nil, fmt.Errorf("queue: message has a bad %s header %q", HeaderCount, h.Get(HeaderCount))
+		return nil, false, fmt.Errorf("queue: message has a bad %s header %q", HeaderCount, h.Get(HeaderCount))
 	}
-	return &chunk.Chunk{Tag: h.Get(HeaderTag), ID: h.Get(HeaderChunkID), Count: count, Entries: m.Data()}, nil
+	c = &chunk.Chunk{Tag: h.Get(HeaderTag), ID: h.Get(HeaderChunkID), Count: count, Entries: m.Data()}
+	switch enc := h.Get(HeaderEncoding); enc {
+	case chunk.Encoding:
+		return c, false, nil
+	case EncodingS2:
+		if c.Entries, err = decompress(m.Data()); err != nil {
+			return nil, false, err
+		}
+		return c, true, nil
+	default:
+		return nil, false, fmt.Errorf("queue: message has encoding %q, want %q or %q", enc, chunk.Encoding, EncodingS2)
+	}
+}
+
+// decompress inflates an S2 block into a pooled buffer, refusing one that
+// claims more than maxDecodedBytes.
+func decompress(z []byte) ([]byte, error) {
+	n, err := s2.DecodedLen(z)
+	if err != nil {
+		return nil, fmt.Errorf("queue: compressed message: %w", err)
+	}
+	if n > maxDecodedBytes {
+		return nil, fmt.Errorf("queue: compressed message expands to %d bytes, above %d", n, maxDecodedBytes)
+	}
+	buf := bufpool.Get(n)
+	out, err := s2.Decode(buf[:n], z)
+	if err != nil {
+		bufpool.Put(buf)
+		return nil, fmt.Errorf("queue: compressed message: %w", err)
+	}
+	return out, nil
 }
 
 // ConsumerConfig configures a sink's durable consumer.

@@ -92,7 +92,20 @@ type StreamConfig struct {
 	// (backpressure, never loss) or "old" drops the oldest, even ones a sink
 	// has not written yet.
 	Discard string `yaml:"discard"`
+	// Compression is how sluice stores each message's entries: "s2"
+	// compresses them (S2 block format, a message whose entries would not
+	// shrink is stored as it is) or "none". This is sluice's own, per
+	// message, before JetStream sees the bytes: every copy on the way
+	// through JetStream and every byte on its disk shrinks, and the
+	// stream's max_bytes holds that many more records.
+	Compression string `yaml:"compression"`
 }
+
+// Stream compressions.
+const (
+	CompressionS2   = "s2"
+	CompressionNone = "none"
+)
 
 // SetDefaults fills zero values.
 func (c *Config) SetDefaults() {
@@ -125,6 +138,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Stream.Discard == "" {
 		c.Stream.Discard = "new"
+	}
+	if c.Stream.Compression == "" {
+		c.Stream.Compression = CompressionS2
 	}
 	if c.DeadLetter.MaxAge == 0 {
 		c.DeadLetter.MaxAge = 14 * 24 * time.Hour
@@ -173,6 +189,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Stream.Discard != "new" && c.Stream.Discard != "old" {
 		add("stream.discard", fmt.Sprintf("%q is not one of new, old", c.Stream.Discard))
+	}
+	if c.Stream.Compression != CompressionS2 && c.Stream.Compression != CompressionNone {
+		add("stream.compression", fmt.Sprintf("%q is not one of s2, none", c.Stream.Compression))
 	}
 	if c.DeadLetter.MaxAge < 0 {
 		add("dead_letter.max_age", "must not be negative")

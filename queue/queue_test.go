@@ -125,7 +125,7 @@ func TestSubjectEscaping(t *testing.T) {
 		t.Fatalf("%d messages, want %d", len(msgs), len(cases))
 	}
 	for _, m := range msgs {
-		c, err := ChunkFromMsg(m)
+		c, _, err := ChunkFromMsg(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func TestChunkAboveMessageLimitIsSplit(t *testing.T) {
 		if len(m.Data()) > q.MaxMessageBytes() {
 			t.Fatalf("message of %d bytes above %d", len(m.Data()), q.MaxMessageBytes())
 		}
-		c, err := ChunkFromMsg(m)
+		c, _, err := ChunkFromMsg(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,8 @@ func TestChunkAboveMessageLimitIsSplit(t *testing.T) {
 }
 
 func TestFullStreamRefuses(t *testing.T) {
-	q, reg := openQueue(t, func(c *Config) { c.Stream.MaxBytes = 1 << 20 })
+	// Uncompressed, so that the stream fills with the bytes published.
+	q, reg := openQueue(t, func(c *Config) { c.Stream.MaxBytes = 1 << 20; c.Stream.Compression = CompressionNone })
 	if _, err := q.Consumer(context.Background(), "slow", ConsumerConfig{}); err != nil {
 		t.Fatal(err)
 	}

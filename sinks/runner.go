@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicelog/sluice/internal/bufpool"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/queue"
@@ -183,6 +184,7 @@ type message struct {
 	stored    time.Time // when JetStream stored it
 	remaining atomic.Int64
 	arena     *[]byte // transformed records; recycled with the message
+	decoded   []byte  // entries inflated from a compressed message (bufpool)
 	// joined are later deliveries of the same stream sequence, acknowledged
 	// with it; guarded by Runner.mu.
 	joined []jetstream.Msg
@@ -516,7 +518,10 @@ func (r *Runner) run() {
 // records are in scratch space, valid until the next call.
 func (r *Runner) records(msg *message) []Record {
 	m := msg.msg
-	c, err := queue.ChunkFromMsg(m)
+	c, pooled, err := queue.ChunkFromMsg(m)
+	if pooled {
+		msg.decoded = c.Entries
+	}
 	recs := r.scratch[:0]
 	if err == nil {
 		for off, i := 0, 0; off < len(c.Entries); i++ {
@@ -692,6 +697,10 @@ func (r *Runner) ack(m *message) {
 			arenas.Put(m.arena)
 		}
 		m.arena = nil
+	}
+	if m.decoded != nil {
+		bufpool.Put(m.decoded)
+		m.decoded = nil
 	}
 	if err := m.msg.Ack(); err != nil {
 		r.log.Warn("ack failed; the message will be redelivered", "err", err)

@@ -416,6 +416,7 @@ func TestFullStreamStopsAcking(t *testing.T) {
 	store, out := t.TempDir(), t.TempDir()
 	cfg := testConfig(t, store, out)
 	cfg.NATS.Stream.MaxBytes = 1 << 20
+	cfg.NATS.Stream.Compression = queue.CompressionNone // fill it with the bytes sent
 	bs := &blockingSink{release: make(chan struct{}), calls: make(chan struct{}, 1)}
 	a := startApp(t, cfg, WithSinkWrapper(func(_ string, s sinks.Sink) sinks.Sink {
 		bs.Sink = s

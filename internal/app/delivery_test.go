@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
 	"github.com/sluicelog/sluice/sinks/file"
 )
@@ -87,6 +88,7 @@ func TestDownSinkHoldsOnlyItself(t *testing.T) {
 	store, outUp, outDown := t.TempDir(), t.TempDir(), t.TempDir()
 	cfg := testConfig(t, store, outUp)
 	cfg.NATS.Stream.MaxBytes = 1 << 20
+	cfg.NATS.Stream.Compression = queue.CompressionNone // fill it with the bytes sent
 	cfg.Sinks = append(cfg.Sinks, config.SinkConfig{Name: "down", File: &file.Config{Path: outDown}})
 	validate(t, cfg)
 	down := &blockingSink{release: make(chan struct{}), calls: make(chan struct{}, 1)}

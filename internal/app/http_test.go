@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/internal/testcerts"
+	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
 )
 
@@ -131,6 +132,7 @@ func TestHTTPIngestBackpressure(t *testing.T) {
 	out := t.TempDir()
 	cfg := testConfig(t, t.TempDir(), out)
 	cfg.NATS.Stream.MaxBytes = 1 << 20
+	cfg.NATS.Stream.Compression = queue.CompressionNone // fill it with the bytes sent
 	bs := &blockingSink{release: make(chan struct{}), calls: make(chan struct{}, 1)}
 	a := startApp(t, cfg, WithSinkWrapper(func(_ string, s sinks.Sink) sinks.Sink { bs.Sink = s; return bs }))
 	defer shutdown(t, a)
