@@ -44,14 +44,21 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzJoin -fuzztime=$(FUZZTIME) ./ingest/multiline/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendObject -fuzztime=$(FUZZTIME) ./internal/jsonmp/
 
-# The bench table: sluice's binary on its embedded defaults (file sink),
-# fixed load scenarios from loadgen, acked and end-to-end rates, CPU per
-# record, peak RSS (docs/PERFORMANCE.md). BENCH_SCALE=0.1 for a quick look.
+# The bench table: sluice's binary on its embedded defaults (file sink, or
+# the Elasticsearch sink into VictoriaLogs), fixed load scenarios from
+# loadgen, acked and end-to-end rates, CPU per record, peak RSS
+# (docs/PERFORMANCE.md). BENCH_SCALE=0.1 for a quick look; BENCH_RUN=fleet
+# for the scenarios whose name holds it; FLUENT_BIT=/path/to/fluent-bit runs
+# a Fluent Bit you built on the same Forward scenarios in the same runs and
+# prints the ratios.
 BENCH_SCALE ?= 1
 BENCH_COUNT ?= 3
-bench: build
+BENCH_RUN ?=
+FLUENT_BIT ?=
+bench: build $(BIN)/victoria-logs
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
-	$(BIN)/loadgen -bench $(BIN)/sluice -bench-scale $(BENCH_SCALE) -bench-count $(BENCH_COUNT)
+	$(BIN)/loadgen -bench $(BIN)/sluice -bench-scale $(BENCH_SCALE) -bench-count $(BENCH_COUNT) \
+		-bench-run "$(BENCH_RUN)" -bench-victorialogs $(BIN)/victoria-logs -bench-fluent-bit "$(FLUENT_BIT)"
 
 loadtest: bench
 

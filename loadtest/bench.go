@@ -24,7 +24,14 @@ type Scenario struct {
 	Config
 	// Multiline, when set, is the forward.multiline.parser sluice runs with.
 	Multiline string
+	// Sink is where the records go: "" the file sink, SinkES the
+	// Elasticsearch sink into VictoriaLogs.
+	Sink string
 }
+
+// SinkES is a scenario's Sink for the Elasticsearch bulk API of a
+// VictoriaLogs server.
+const SinkES = "es"
 
 // BenchScenarios are `make bench`'s fixed scenarios: nginx access lines of
 // 180 bytes, about 250 bytes a record on the wire in PackedForward (no stack
@@ -32,20 +39,22 @@ type Scenario struct {
 func BenchScenarios() []Scenario {
 	nginx := Workload{Nginx: 1, Pods: 20, NginxBytes: 180}
 	return []Scenario{
-		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, ""},
-		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, ""},
-		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, ""},
-		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, ""},
-		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, ""},
-		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, ""},
-		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, ""},
-		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, ""},
+		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, "", ""},
+		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "", ""},
+		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, "", ""},
+		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, "", ""},
+		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, "", ""},
+		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", ""},
+		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, "", ""},
+		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, "", ""},
 		// A fleet: many forwarders, each sending one 20-record chunk a second.
-		{"fleet, 100 conn x 20 rec/s", fleet(100), ""},
-		{"fleet, 1000 conn x 20 rec/s", fleet(1000), ""},
-		{"fleet, 2000 conn x 20 rec/s", fleet(2000), ""},
+		{"fleet, 100 conn x 20 rec/s", fleet(100), "", ""},
+		{"fleet, 1000 conn x 20 rec/s", fleet(1000), "", ""},
+		{"fleet, 2000 conn x 20 rec/s", fleet(2000), "", ""},
 		// The cost of multiline joining on lines that start no group.
-		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java"},
+		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java", ""},
+		// Forward in, the Elasticsearch sink out, into VictoriaLogs.
+		{"forward packed, ack, 4 conn, elasticsearch", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", SinkES},
 	}
 }
 
@@ -58,41 +67,91 @@ func fleet(n int) Config {
 
 // BenchRow is one measured scenario.
 type BenchRow struct {
-	Name         string
+	Name string
+	// Aggregator is what was measured: "sluice", or a peer such as
+	// "fluent-bit, out_file".
+	Aggregator   string
 	Records      int
 	RecordBytes  float64 // wire bytes per record
 	AckedPerSec  float64 // acknowledged records per second
 	EndToEnd     float64 // records per second until the last one is in the sink
 	CPUPerRecord time.Duration
 	PeakRSS      int64 // bytes
-	Lost, Dups   int
+	// Verified is false where the records go nowhere to be counted (a
+	// peer's null output): Lost, Dups and EndToEnd then mean nothing.
+	Verified   bool
+	Lost, Dups int
 	// Runs of the scenario, and their slowest and fastest acked rates.
 	Runs               int
 	AckedMin, AckedMax float64
 }
 
+// BenchOptions are what Bench runs beside sluice, and how often.
+type BenchOptions struct {
+	// Count is the runs of each scenario (at least one).
+	Count int
+	// FluentBit is a fluent-bit binary to run on the same Forward
+	// scenarios in the same run (see fluentBitConfig); "" runs sluice
+	// alone. Fluent Bit is the peer the performance targets name; it is
+	// built by whoever runs the bench, never by this repository.
+	FluentBit string
+	// VictoriaLogs is the victoria-logs binary (.ci/victoria-logs builds
+	// it) that the Elasticsearch scenarios write into; without it they are
+	// skipped.
+	VictoriaLogs string
+	// Progress, if set, gets a line per run and loadgen's progress.
+	Progress io.Writer
+}
+
 // Bench starts the sluice binary afresh for each scenario, on its embedded
-// defaults with the file sink in a temporary directory, runs the scenario,
-// waits until the sink holds every record, and measures the process. Each
-// scenario runs count times (a shared machine's speed varies from run to
+// defaults with the file sink in a temporary directory (or the
+// Elasticsearch sink into a fresh VictoriaLogs), runs the scenario, waits
+// until the sink holds every record, and measures the process. With a peer
+// (o.FluentBit), each run of a Forward scenario runs the peer right after
+// sluice on the same records, so that the two meet the same machine. Each
+// scenario runs o.Count times (a shared machine's speed varies from run to
 // run); its row is the run with the median acked rate, with the slowest and
 // fastest acked rates beside it, and the losses of all runs.
-func Bench(ctx context.Context, sluice string, scenarios []Scenario, count int, progress io.Writer) ([]BenchRow, error) {
+func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOptions) ([]BenchRow, error) {
 	sluice, err := filepath.Abs(sluice) // it runs in its own directory
 	if err != nil {
 		return nil, err
 	}
 	var rows []BenchRow
 	for _, sc := range scenarios {
-		runs := make([]BenchRow, 0, max(count, 1))
-		for range max(count, 1) {
-			row, err := benchOne(ctx, sluice, sc, progress)
-			if err != nil {
-				return rows, fmt.Errorf("%s: %w", sc.Name, err)
+		if sc.Sink == SinkES && o.VictoriaLogs == "" {
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "%s: skipped (no VictoriaLogs binary: run .ci/victoria-logs)\n", sc.Name)
 			}
-			runs = append(runs, row)
+			continue
 		}
-		rows = append(rows, medianRow(runs))
+		aggs := []aggregator{{name: "sluice", start: startSluice(sluice)}}
+		if o.FluentBit != "" && sc.Protocol == "forward" && sc.Multiline == "" {
+			fb, err := filepath.Abs(o.FluentBit)
+			if err != nil {
+				return rows, err
+			}
+			if sc.Sink == SinkES {
+				aggs = append(aggs, aggregator{name: "fluent-bit, out es", start: startFluentBit(fb, fluentBitES)})
+			} else {
+				aggs = append(aggs,
+					aggregator{name: "fluent-bit, out_file", start: startFluentBit(fb, fluentBitFile)},
+					aggregator{name: "fluent-bit, out null", start: startFluentBit(fb, fluentBitNull)})
+			}
+		}
+		runs := make([][]BenchRow, len(aggs))
+		for range max(o.Count, 1) {
+			for i, agg := range aggs {
+				row, err := benchOne(ctx, agg, sc, o)
+				if err != nil {
+					return rows, fmt.Errorf("%s, %s: %w", sc.Name, agg.name, err)
+				}
+				runs[i] = append(runs[i], row)
+			}
+		}
+		for i := range aggs {
+			rows = append(rows, medianRow(runs[i]))
+		}
 	}
 	return rows, nil
 }
@@ -121,77 +180,137 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func benchOne(ctx context.Context, sluice string, sc Scenario, progress io.Writer) (BenchRow, error) {
+// aggregator is a process under measurement and how to start it.
+type aggregator struct {
+	name  string
+	start func(ctx context.Context, dir string, sc Scenario, vl string) (*server, error)
+}
+
+// server is a started aggregator: where to send and where the records
+// land.
+type server struct {
+	cmd           *exec.Cmd
+	forward, http string  // host:port
+	target        *Target // nil: the records go nowhere to be counted
+}
+
+// stop asks the process to end and waits up to 30 s before killing it.
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// startSluice runs the sluice binary on its embedded defaults, with the
+// scenario's sink.
+func startSluice(bin string) func(ctx context.Context, dir string, sc Scenario, vl string) (*server, error) {
+	return func(ctx context.Context, dir string, sc Scenario, vl string) (*server, error) {
+		ports, err := freePorts(3)
+		if err != nil {
+			return nil, err
+		}
+		multiline := ""
+		if sc.Multiline != "" {
+			multiline = fmt.Sprintf(", multiline: {parser: %s}", sc.Multiline)
+		}
+		cfg := fmt.Sprintf("forward: {listen: \"127.0.0.1:%d\", udp_heartbeat: false%s}\nhttp: {listen: \"127.0.0.1:%d\"}\napi: {listen: \"127.0.0.1:%d\"}\nenrich: {enabled: false}\nlog: {level: warn}\n",
+			ports[0], multiline, ports[1], ports[2])
+		target := &Target{FileDir: filepath.Join(dir, "data", "out")}
+		if sc.Sink == SinkES {
+			cfg += fmt.Sprintf("sinks: [{name: es, elasticsearch: {urls: [%q]}}]\n", vl+"/insert/elasticsearch")
+			target = &Target{VictoriaLogsURL: vl}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o600); err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(bin, "-config", "sluice.yaml")
+		cmd.Dir = dir
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		s := &server{cmd: cmd, forward: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), target: target}
+		if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+			s.stop()
+			return nil, fmt.Errorf("sluice: %w", err)
+		}
+		return s, nil
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		var err error
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	return ports, nil
+}
+
+// benchOne runs a scenario once against a fresh process of agg.
+func benchOne(ctx context.Context, agg aggregator, sc Scenario, o BenchOptions) (BenchRow, error) {
 	dir, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
 		return BenchRow{}, err
 	}
 	defer os.RemoveAll(dir)
-	ports := make([]int, 3)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+	vl := ""
+	if sc.Sink == SinkES {
+		stop, url, err := startVictoriaLogs(ctx, o.VictoriaLogs, filepath.Join(dir, "vl"))
+		if err != nil {
+			return BenchRow{}, err
+		}
+		defer stop()
+		vl = url
+	}
+	srv, err := agg.start(ctx, dir, sc, vl)
+	if err != nil {
+		return BenchRow{}, err
+	}
+	defer srv.stop()
+	c := sc.Config
+	c.Addr = srv.forward
+	if c.Protocol == "http" {
+		c.Addr = srv.http
+	}
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "%s (%s)\n", sc.Name, agg.name)
+	}
+	pid := srv.cmd.Process.Pid
+	cpu0, err := processCPU(pid)
+	if err != nil {
+		return BenchRow{}, err
+	}
+	rep, err := Run(ctx, c, o.Progress)
+	if err != nil {
+		return BenchRow{}, err
+	}
+	var v Verification
+	if srv.target != nil {
+		if v, err = Verify(ctx, rep, *srv.target, 5*time.Minute); err != nil {
 			return BenchRow{}, err
 		}
 	}
-	multiline := ""
-	if sc.Multiline != "" {
-		multiline = fmt.Sprintf(", multiline: {parser: %s}", sc.Multiline)
-	}
-	cfg := fmt.Sprintf("forward: {listen: \"127.0.0.1:%d\", udp_heartbeat: false%s}\nhttp: {listen: \"127.0.0.1:%d\"}\napi: {listen: \"127.0.0.1:%d\"}\nenrich: {enabled: false}\nlog: {level: warn}\n",
-		ports[0], multiline, ports[1], ports[2])
-	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o600); err != nil {
-		return BenchRow{}, err
-	}
-	cmd := exec.Command(sluice, "-config", "sluice.yaml")
-	cmd.Dir = dir
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return BenchRow{}, err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	}()
-	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
-		return BenchRow{}, err
-	}
-	c := sc.Config
-	c.Addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
-	if c.Protocol == "http" {
-		c.Addr = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	}
-	if progress != nil {
-		fmt.Fprintf(progress, "%s\n", sc.Name)
-	}
-	cpu0, err := processCPU(cmd.Process.Pid)
+	cpu1, err := processCPU(pid)
 	if err != nil {
 		return BenchRow{}, err
 	}
-	rep, err := Run(ctx, c, progress)
+	rss, err := peakRSS(pid)
 	if err != nil {
 		return BenchRow{}, err
 	}
-	v, err := Verify(ctx, rep, Target{FileDir: filepath.Join(dir, "data", "out")}, 5*time.Minute)
-	if err != nil {
-		return BenchRow{}, err
-	}
-	cpu1, err := processCPU(cmd.Process.Pid)
-	if err != nil {
-		return BenchRow{}, err
-	}
-	rss, err := peakRSS(cmd.Process.Pid)
-	if err != nil {
-		return BenchRow{}, err
-	}
-	row := BenchRow{Name: sc.Name, Records: rep.Records, AckedPerSec: rep.RecordsPerSec, PeakRSS: rss, Lost: v.Lost, Dups: v.Duplicates}
+	row := BenchRow{Name: sc.Name, Aggregator: agg.name, Records: rep.Records, AckedPerSec: rep.RecordsPerSec, PeakRSS: rss,
+		Verified: srv.target != nil, Lost: v.Lost, Dups: v.Duplicates}
 	// The sink finished Waited after the sender: the end-to-end time.
-	if e2e := rep.Total + v.Waited; e2e > 0 {
+	if e2e := rep.Total + v.Waited; row.Verified && e2e > 0 {
 		row.EndToEnd = float64(rep.Records) / e2e.Seconds()
 	}
 	if rep.Records > 0 {
@@ -201,7 +320,8 @@ func benchOne(ctx context.Context, sluice string, sc Scenario, progress io.Write
 	return row, nil
 }
 
-func waitReady(ctx context.Context, url string) error {
+// waitHTTP waits up to 30 s for url to answer 200.
+func waitHTTP(ctx context.Context, url string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -213,7 +333,7 @@ func waitReady(ctx context.Context, url string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("sluice not ready at %s", url)
+	return fmt.Errorf("not ready at %s after 30 s", url)
 }
 
 // clockTicks is the kernel's USER_HZ, 100 on Linux everywhere.
@@ -247,15 +367,50 @@ func peakRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
-// PrintBench writes the table in Markdown, with the machine described.
+// PrintBench writes the table in Markdown, with the machine described,
+// and, where a peer ran, the ratios of sluice to it.
 func PrintBench(w io.Writer, rows []BenchRow) {
 	fmt.Fprintf(w, "\nmachine: %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
-	fmt.Fprintln(w, "| scenario | records | bytes/record | acked records/s | acked range (runs) | end-to-end records/s | CPU µs/record | peak RSS MiB | lost | dup |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scenario | aggregator | records | bytes/record | acked records/s | acked range (runs) | end-to-end records/s | CPU µs/record | peak RSS MiB | lost | dup |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.0f–%.0f (%d) | %.0f | %.2f | %.0f | %d | %d |\n", r.Name, r.Records, r.RecordBytes, r.AckedPerSec,
-			r.AckedMin, r.AckedMax, r.Runs, r.EndToEnd,
-			float64(r.CPUPerRecord.Nanoseconds())/1000, float64(r.PeakRSS)/(1<<20), r.Lost, r.Dups)
+		e2e, lost, dup := "–", "–", "–"
+		if r.Verified {
+			e2e, lost, dup = fmt.Sprintf("%.0f", r.EndToEnd), strconv.Itoa(r.Lost), strconv.Itoa(r.Dups)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.0f–%.0f (%d) | %s | %.2f | %.0f | %s | %s |\n", r.Name, r.Aggregator, r.Records, r.RecordBytes, r.AckedPerSec,
+			r.AckedMin, r.AckedMax, r.Runs, e2e,
+			float64(r.CPUPerRecord.Nanoseconds())/1000, float64(r.PeakRSS)/(1<<20), lost, dup)
+	}
+	var cmp []string
+	for i, r := range rows {
+		if r.Aggregator == "sluice" {
+			continue
+		}
+		// The sluice row of the scenario comes before its peers.
+		var s *BenchRow
+		for j := i - 1; j >= 0 && rows[j].Name == r.Name; j-- {
+			if rows[j].Aggregator == "sluice" {
+				s = &rows[j]
+			}
+		}
+		if s == nil || r.AckedPerSec == 0 || r.CPUPerRecord == 0 || r.PeakRSS == 0 {
+			continue
+		}
+		e2e := "–"
+		if r.Verified && r.EndToEnd > 0 {
+			e2e = fmt.Sprintf("%.2f", s.EndToEnd/r.EndToEnd)
+		}
+		cmp = append(cmp, fmt.Sprintf("| %s | %s | %.2f | %s | %.2f | %.2f |", r.Name, r.Aggregator, s.AckedPerSec/r.AckedPerSec, e2e,
+			float64(s.CPUPerRecord)/float64(r.CPUPerRecord), float64(s.PeakRSS)/float64(r.PeakRSS)))
+	}
+	if len(cmp) > 0 {
+		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS):")
+		fmt.Fprintln(w, "\n| scenario | peer | acked | end to end | CPU per record | peak RSS |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+		for _, l := range cmp {
+			fmt.Fprintln(w, l)
+		}
 	}
 }
 

@@ -357,3 +357,29 @@ func TestVerifyByElasticsearch(t *testing.T) {
 		t.Errorf("7 acknowledged records missing: %v, %v", v, err)
 	}
 }
+
+// With a peer in the table, PrintBench gives sluice's figures over the
+// peer's, scenario by scenario; a peer whose records go nowhere has no
+// end-to-end ratio.
+func TestPrintBenchRatios(t *testing.T) {
+	rows := []BenchRow{
+		{Name: "a", Aggregator: "sluice", AckedPerSec: 900, EndToEnd: 600, CPUPerRecord: 1500, PeakRSS: 150 << 20, Verified: true, Runs: 1},
+		{Name: "a", Aggregator: "fluent-bit, out_file", AckedPerSec: 600, EndToEnd: 200, CPUPerRecord: 3000, PeakRSS: 100 << 20, Verified: true, Runs: 1},
+		{Name: "a", Aggregator: "fluent-bit, out null", AckedPerSec: 450, CPUPerRecord: 1000, PeakRSS: 300 << 20, Runs: 1},
+		{Name: "b", Aggregator: "sluice", AckedPerSec: 100, EndToEnd: 100, CPUPerRecord: 1000, PeakRSS: 1 << 20, Verified: true, Runs: 1},
+	}
+	var out strings.Builder
+	PrintBench(&out, rows)
+	for _, want := range []string{
+		"| a | fluent-bit, out_file | 1.50 | 3.00 | 0.50 | 1.50 |",
+		"| a | fluent-bit, out null | 2.00 | – | 1.50 | 0.50 |",
+		"| a | fluent-bit, out null | 0 | 0 | 450 | 0–0 (1) | – | 1.00 | 300 | – | – |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no line %q in\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "| b | fluent-bit") {
+		t.Errorf("a ratio for a scenario without a peer:\n%s", out.String())
+	}
+}

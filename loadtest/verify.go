@@ -34,7 +34,10 @@ type Target struct {
 	// records sent to the dead-letter stream as Dead. Sink names one sink;
 	// empty, every sink must have delivered them all.
 	MetricsURL, Sink string
-	Baseline         SinkCounts
+	// VictoriaLogsURL is a VictoriaLogs server: the run's records are
+	// counted with a LogsQL stats query, duplicates by distinct lg_seq.
+	VictoriaLogsURL string
+	Baseline        SinkCounts
 	// AllowDuplicates accepts records found more than once. Without it a
 	// duplicate fails the verification: sluice writes each record once per
 	// replica (docs/PRODUCTION.md says when a duplicate can still happen).
@@ -103,6 +106,8 @@ func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verif
 			v, err = verifyES(ctx, t, r.RunID, len(acked))
 		case t.MetricsURL != "":
 			v, err = verifyMetrics(ctx, t, len(acked))
+		case t.VictoriaLogsURL != "":
+			v, err = verifyVictoriaLogs(ctx, t.VictoriaLogsURL, r.RunID, len(acked))
 		default:
 			return Verification{}, errors.New("verify: no target (a file sink directory, an Elasticsearch index or sluice's metrics)")
 		}

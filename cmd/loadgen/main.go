@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -80,6 +81,8 @@ func run() int {
 		scale    = flag.Float64("bench-scale", 1, "scale the bench scenarios' record counts")
 		count    = flag.Int("bench-count", 3, "runs of each bench scenario; the table shows the median")
 		only     = flag.String("bench-run", "", "run only the bench scenarios whose name contains this")
+		peerFB   = flag.String("bench-fluent-bit", "", "also run the bench's Forward scenarios against this fluent-bit binary, in the same runs, and print the ratios")
+		vlBin    = flag.String("bench-victorialogs", "", "the victoria-logs binary the bench's Elasticsearch scenario writes into (default: victoria-logs beside the sluice binary, if there)")
 	)
 	flag.StringVar(&c.Protocol, "protocol", "forward", "forward or http")
 	flag.StringVar(&c.Mode, "mode", "", "forward: packed, forward, message, gzip; http: json, ndjson, msgpack")
@@ -136,7 +139,13 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "loadgen: no bench scenario has %q in its name\n", *only)
 			return 2
 		}
-		rows, err := loadtest.Bench(context.Background(), *bench, scs, *count, os.Stderr)
+		if *vlBin == "" {
+			if p := filepath.Join(filepath.Dir(*bench), "victoria-logs"); fileExists(p) {
+				*vlBin = p
+			}
+		}
+		rows, err := loadtest.Bench(context.Background(), *bench, scs, loadtest.BenchOptions{
+			Count: *count, FluentBit: *peerFB, VictoriaLogs: *vlBin, Progress: os.Stderr})
 		loadtest.PrintBench(os.Stdout, rows)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -213,4 +222,9 @@ func run() int {
 		code = 1
 	}
 	return code
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
