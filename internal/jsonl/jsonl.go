@@ -27,7 +27,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"math/bits"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -71,7 +73,39 @@ func DefaultOptions() Options {
 // On error dst is returned truncated to its original length, never holding a
 // partial line. Errors are ErrNotMap and those of package msgp (ErrShort,
 // ErrMalformed, ErrTooDeep).
+//
+// An Encoder writes the same lines faster when many share a tag and a
+// second, as the records of a chunk do.
 func AppendLine(dst []byte, tag string, e chunk.Entry, o Options) ([]byte, error) {
+	enc := Encoder{timeKey: newKey(o.TimeKey), tagKey: newKey(o.TagKey)}
+	return enc.AppendLine(dst, tag, e)
+}
+
+// Encoder is AppendLine with a memory of the last tag and the last whole
+// second it wrote: lines that share them, as a chunk's records do, copy
+// their text instead of escaping and formatting it again. The zero value
+// adds neither key and remembers nothing; NewEncoder takes the key names. An
+// Encoder serves one
+// goroutine at a time.
+type Encoder struct {
+	timeKey, tagKey key
+	remember        bool // false for the one-off encoder of AppendLine
+	// sec's text: `"<time key>":"YYYY-MM-DDTHH:MM:SS.`, valid when secText
+	// is not nil.
+	sec     int64
+	secText []byte
+	// tag's text: `"<tag key>":"<tag>",`, valid when tagText is not nil.
+	tag     string
+	tagText []byte
+}
+
+// NewEncoder returns an Encoder that adds the keys named in o.
+func NewEncoder(o Options) *Encoder {
+	return &Encoder{timeKey: newKey(o.TimeKey), tagKey: newKey(o.TagKey), remember: true}
+}
+
+// AppendLine is AppendLine with the encoder's options.
+func (enc *Encoder) AppendLine(dst []byte, tag string, e chunk.Entry) ([]byte, error) {
 	start := len(dst)
 	rec := e.Record
 	n, off, err := msgp.ReadMapHeader(rec, 0)
@@ -86,27 +120,47 @@ func AppendLine(dst []byte, tag string, e chunk.Entry, o Options) ([]byte, error
 	// the closing brace. The added fields come first, and one is cut out
 	// again if the record turns out to have its key.
 	dst = append(dst, '{')
-	timeKey, tagKey := newKey(o.TimeKey), newKey(o.TagKey)
 	timeAt, tagAt := -1, -1
-	if o.TimeKey != "" {
+	if enc.timeKey.name != "" {
 		timeAt = len(dst)
-		dst = appendStringText(dst, o.TimeKey)
-		dst = append(dst, ':')
-		dst = appendTime(dst, e.Sec, int64(e.Nsec))
+		sec, nsec := e.Sec, int(e.Nsec)
+		if nsec < 0 || nsec >= 1e9 {
+			t := time.Unix(sec, int64(nsec))
+			sec, nsec = t.Unix(), t.Nanosecond()
+		}
+		switch {
+		case !enc.remember:
+			dst = appendStringText(dst, enc.timeKey.name)
+			dst = appendSecond(append(dst, ':'), sec)
+		case enc.secText != nil && enc.sec == sec:
+			dst = append(dst, enc.secText...)
+		default:
+			from := len(dst)
+			dst = appendStringText(dst, enc.timeKey.name)
+			dst = appendSecond(append(dst, ':'), sec)
+			enc.secText, enc.sec = append(enc.secText[:0], dst[from:]...), sec
+		}
+		dst = appendFrac(dst, nsec)
 		dst = append(dst, ',')
 	}
-	if o.TagKey != "" {
+	if enc.tagKey.name != "" {
 		tagAt = len(dst)
-		dst = appendStringText(dst, o.TagKey)
-		dst = append(dst, ':')
-		dst = appendStringText(dst, tag)
-		dst = append(dst, ',')
+		if enc.remember && enc.tagText != nil && enc.tag == tag {
+			dst = append(dst, enc.tagText...)
+		} else {
+			dst = appendStringText(dst, enc.tagKey.name)
+			dst = appendStringText(append(dst, ':'), tag)
+			dst = append(dst, ',')
+			if enc.remember {
+				enc.tagText, enc.tag = append(enc.tagText[:0], dst[tagAt:]...), strings.Clone(tag)
+			}
+		}
 	}
 	fieldsAt := len(dst)
 	hasTime, hasTag := false, false
 	for i := 0; i < n; i++ {
 		var isTime, isTag bool
-		if dst, off, isTime, isTag, err = appendTopKey(dst, rec, off, &timeKey, &tagKey); err != nil {
+		if dst, off, isTime, isTag, err = appendTopKey(dst, rec, off, &enc.timeKey, &enc.tagKey); err != nil {
 			return dst[:start], err
 		}
 		hasTime = hasTime || isTime
@@ -427,8 +481,16 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 // express, are written as time.Time.Format writes them: a minus sign before
 // negative years, more than four digits for years after 9999.
 func appendTime(dst []byte, sec, nsec int64) []byte {
+	// Normalise nsec into [0, 1e9) as time.Unix does.
+	t := time.Unix(sec, nsec)
+	return appendFrac(appendSecond(dst, t.Unix()), t.Nanosecond())
+}
+
+// appendSecond appends the opening quote and the whole second sec of an
+// appendTime string, up to and including the decimal point.
+func appendSecond(dst []byte, sec int64) []byte {
 	// time.Unix and the date fields do not allocate.
-	t := time.Unix(sec, nsec).UTC()
+	t := time.Unix(sec, 0).UTC()
 	year, month, day := t.Date()
 	hour, minute, second := t.Clock()
 	dst = append(dst, '"')
@@ -441,12 +503,11 @@ func appendTime(dst []byte, sec, nsec int64) []byte {
 	} else {
 		dst = strconv.AppendInt(dst, int64(year), 10)
 	}
-	dst = append(dst, '-', byte('0'+month/10), byte('0'+month%10),
+	return append(dst, '-', byte('0'+month/10), byte('0'+month%10),
 		'-', byte('0'+day/10), byte('0'+day%10),
 		'T', byte('0'+hour/10), byte('0'+hour%10),
 		':', byte('0'+minute/10), byte('0'+minute%10),
 		':', byte('0'+second/10), byte('0'+second%10), '.')
-	return appendFrac(dst, t.Nanosecond())
 }
 
 // appendFrac appends ns < 1e9 as nine digits, then Z and the closing quote.
@@ -470,18 +531,21 @@ var plainASCII = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
-// plainWord reports whether the eight bytes of w are all plain ASCII: no
-// control character, '"', '\\' or byte of a multi-byte sequence.
-func plainWord(w uint64) bool {
+// specialBytes returns a word with the high bit set in the byte of w that
+// comes first in memory (little-endian: the lowest) among those that are not
+// plain ASCII: a control character, '"', '\\' or a byte of a multi-byte
+// sequence; zero when all eight are plain. Bits above the lowest may be set
+// falsely (a borrow runs upwards), so only the lowest one counts.
+func specialBytes(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	// Each test sets the high bit of some byte if, and only if, a byte is
-	// one of those sought; bytes with their own high bit set are caught by w.
+	// Each test sets the high bit of a byte sought; bytes with their own
+	// high bit set are caught by w.
 	ctl := (w - 0x20*ones) &^ w
 	q := w ^ '"'*ones
 	quote := (q - ones) &^ q
 	bs := w ^ '\\'*ones
 	backslash := (bs - ones) &^ bs
-	return (ctl|quote|backslash|w)&highs == 0
+	return (ctl | quote | backslash | w) & highs
 }
 
 // appendStringText appends s as a JSON string.
@@ -495,8 +559,13 @@ func appendString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		// Skip eight plain ASCII bytes at a time.
-		for i+8 <= len(s) && plainWord(binary.LittleEndian.Uint64(s[i:])) {
+		// Skip eight plain ASCII bytes at a time, then to the first byte
+		// that is not.
+		for i+8 <= len(s) {
+			if m := specialBytes(binary.LittleEndian.Uint64(s[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
 			i += 8
 		}
 		if i == len(s) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -749,24 +750,82 @@ func FuzzAppendValue(f *testing.F) {
 	})
 }
 
-func TestPlainWord(t *testing.T) {
+// specialBytes finds the first byte of a word that is not plain ASCII.
+func TestSpecialBytes(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	interesting := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, '"', 0x23, '\\', 0x5b, 0x5d, 'a', 0x7e, 0x7f, 0x80, 0xc3, 0xff}
 	for i := 0; i < 200000; i++ {
 		var w [8]byte
-		plain := true
+		first := -1
 		for j := range w {
 			if r.IntN(4) == 0 {
 				w[j] = interesting[r.IntN(len(interesting))]
 			} else {
 				w[j] = byte(r.IntN(256))
 			}
-			if c := w[j]; c >= utf8.RuneSelf || !plainASCII[c] {
-				plain = false
+			if c := w[j]; first < 0 && (c >= utf8.RuneSelf || !plainASCII[c]) {
+				first = j
 			}
 		}
-		if got := plainWord(binary.LittleEndian.Uint64(w[:])); got != plain {
-			t.Fatalf("plainWord(%q) = %v, want %v", w[:], got, plain)
+		m := specialBytes(binary.LittleEndian.Uint64(w[:]))
+		got := -1
+		if m != 0 {
+			got = bits.TrailingZeros64(m) >> 3
+		}
+		if got != first {
+			t.Fatalf("specialBytes(%q) finds byte %d, want %d", w[:], got, first)
+		}
+	}
+}
+
+// An Encoder writes exactly the lines AppendLine writes, whatever the order
+// of tags and seconds, with either key taken by a record or left out, and
+// with a nanosecond count outside [0, 1e9).
+func TestEncoderMatchesAppendLine(t *testing.T) {
+	records := [][]byte{
+		benchRecord(t),
+		pack(t, om{{"tag", "own"}, {"msg", "x"}}),
+		pack(t, om{{"@timestamp", "own"}, {"msg", "y"}}),
+		pack(t, om{{"msg", "z\"\n\xff"}}),
+	}
+	tags := []string{"a", "kube.var.log.containers.web_shop_c.log", "a\"\u2028", ""}
+	times := []struct {
+		sec  int64
+		nsec int32
+	}{{1795332892, 1}, {1795332892, 999999999}, {1795332893, 0}, {1795332892, -1}, {1795332892, 1e9 + 5}, {-62135596801, 3}}
+	for _, o := range []Options{DefaultOptions(), {TimeKey: "time"}, {TagKey: "tg"}, {}} {
+		enc := NewEncoder(o)
+		rng := rand.New(rand.NewPCG(3, 4))
+		for i := range 2000 {
+			tm := times[rng.IntN(len(times))]
+			e := chunk.Entry{Sec: tm.sec, Nsec: tm.nsec, Record: records[rng.IntN(len(records))]}
+			tag := tags[rng.IntN(len(tags))]
+			want, err := AppendLine(nil, tag, e, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := enc.AppendLine([]byte("prefix"), tag, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got[len("prefix"):]) != string(want) {
+				t.Fatalf("%+v, line %d (tag %q, time %d.%d):\n got %s\nwant %s", o, i, tag, tm.sec, tm.nsec, got[len("prefix"):], want)
+			}
+		}
+	}
+}
+
+func BenchmarkEncoder(b *testing.B) {
+	e := chunk.Entry{Sec: 1795332892, Nsec: 123456789, Record: benchRecord(b)}
+	tag := "kube.var.log.containers.web-7d4b9c8f6-x2x9z_shop_web-0123.log"
+	enc := NewEncoder(DefaultOptions())
+	dst := make([]byte, 0, 4096)
+	b.SetBytes(int64(len(e.Record)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if dst, err = enc.AppendLine(dst[:0], tag, e); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -158,7 +158,7 @@ type Sink struct {
 	name string
 	log  *slog.Logger
 	now  func() time.Time
-	opts jsonl.Options
+	enc  *jsonl.Encoder // guarded by mu
 
 	mu     sync.Mutex
 	closed bool
@@ -200,7 +200,7 @@ func New(cfg Config, name string, log *slog.Logger, now func() time.Time) (*Sink
 	if opts.TagKey == NoKey {
 		opts.TagKey = ""
 	}
-	return &Sink{cfg: cfg, name: name, log: log.With("sink", name), now: now, opts: opts}, nil
+	return &Sink{cfg: cfg, name: name, log: log.With("sink", name), now: now, enc: jsonl.NewEncoder(opts)}, nil
 }
 
 // Write appends one line per entry of the batch to the current file. It
@@ -285,7 +285,7 @@ func (s *Sink) encode(buf []byte, batch []sinks.Record) ([]byte, map[int]error) 
 	for i := range batch {
 		r := &batch[i]
 		var err error
-		if buf, err = jsonl.AppendLine(buf, r.Tag, r.Entry, s.opts); err != nil {
+		if buf, err = s.enc.AppendLine(buf, r.Tag, r.Entry); err != nil {
 			if bad == nil {
 				bad = make(map[int]error)
 			}

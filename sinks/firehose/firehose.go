@@ -121,10 +121,11 @@ func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 	failed := map[int]error{}
 	var entries []entry
 	var buf []byte
+	enc := jsonl.NewEncoder(s.jopts)
 	for i := range records {
 		start := len(buf)
 		var err error
-		buf, err = jsonl.AppendLine(buf, records[i].Tag, records[i].Entry, s.jopts)
+		buf, err = enc.AppendLine(buf, records[i].Tag, records[i].Entry)
 		if err != nil {
 			failed[i] = sinks.Permanent(fmt.Errorf("firehose: record cannot be converted to JSON: %w", err))
 			continue

@@ -240,6 +240,7 @@ func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
+	enc := jsonl.NewEncoder(s.jopts)
 	for _, tag := range tags {
 		o := s.open[tag]
 		if o == nil {
@@ -248,7 +249,7 @@ func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 		var joined []int
 		for _, i := range byTag[tag] {
 			var err error
-			if line, err = jsonl.AppendLine(line[:0], records[i].Tag, records[i].Entry, s.jopts); err != nil {
+			if line, err = enc.AppendLine(line[:0], records[i].Tag, records[i].Entry); err != nil {
 				failed[i] = sinks.Permanent(fmt.Errorf("s3: record cannot be converted to JSON: %w", err))
 				continue
 			}
