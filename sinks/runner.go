@@ -627,7 +627,9 @@ func (r *Runner) getBatch() []Record {
 	if b, ok := r.batchPool.Get().(*[]Record); ok {
 		return (*b)[:0]
 	}
-	return make([]Record, 0, min(r.cfg.MaxRecords, 4096))
+	// A batch fills up to MaxRecords: take that room at once rather than
+	// growing (and copying) the slice on the way, up to a bound.
+	return make([]Record, 0, min(r.cfg.MaxRecords, 16384))
 }
 
 // putBatch recycles a delivered batch slice.
