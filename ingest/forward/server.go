@@ -149,6 +149,7 @@ type serverMetrics struct {
 	rejected  *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
 	conns     prometheus.Gauge
+	readBufs  prometheus.Gauge // bytes of read buffers held by connections
 	retries   prometheus.Counter
 	heartbeat prometheus.Counter
 	// authFailures counts connections closed by a failed TLS or Forward
@@ -171,13 +172,15 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 			Help: "Records acknowledged but deliberately not stored, by reason.", ConstLabels: l}, []string{"reason"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_connections",
 			Help: "Open connections.", ConstLabels: l}),
+		readBufs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_read_buffer_bytes",
+			Help: "Bytes of read buffers held by connections; a connection waiting for its sender's next bytes holds none.", ConstLabels: l}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_publish_retries_total",
 			Help: "Chunks published again after JetStream refused or failed them.", ConstLabels: l}),
 		heartbeat: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_heartbeats_total",
 			Help: "UDP heartbeats answered.", ConstLabels: l}),
 		authFailures: component.AuthFailures(r).MustCurryWith(l),
 	}
-	r.MustRegister(m.records, m.bytes, m.chunks, m.rejected, m.dropped, m.conns, m.retries, m.heartbeat)
+	r.MustRegister(m.records, m.bytes, m.chunks, m.rejected, m.dropped, m.conns, m.readBufs, m.retries, m.heartbeat)
 	return m
 }
 
@@ -393,7 +396,15 @@ type conn struct {
 
 	// inflight bounds the bytes read and not yet stored.
 	inflight *semaphore.Weighted
-	pending  chan *inflight
+	// pending holds the items queued and not yet acknowledged, in order.
+	// An acker goroutine runs only while there are some (acking says
+	// whether one does), so that an idle connection costs one goroutine,
+	// not two.
+	pending   chan *inflight
+	ackMu     sync.Mutex
+	acking    bool
+	ackers    sync.WaitGroup
+	ackBroken bool // acks stopped (a failed write, or a hard stop); the ackers' own
 	// gate is held by the acker while JetStream refuses a chunk, so that the
 	// reader does not read further.
 	gate    sync.Mutex
@@ -460,13 +471,10 @@ func (c *conn) serve() {
 	if !ok {
 		return
 	}
-	ackDone := make(chan struct{})
-	go func() { c.ackLoop(); close(ackDone) }()
 	stopFlush := c.startFlusher()
 	err := c.readLoop(rest)
 	stopFlush()
-	close(c.pending)
-	<-ackDone
+	c.ackers.Wait()
 	var fe *Error
 	switch {
 	case errors.As(err, &fe):
@@ -487,8 +495,8 @@ func (c *conn) readLoop(initial []byte) error {
 	// The buffer follows what the connection sends: it grows (by pooled
 	// size classes) for a big value and goes back to the pool, for a small
 	// one, once the sender pauses with little pending.
-	buf := append(bufpool.Get(max(bufSize, len(initial))), initial...)
-	defer func() { bufpool.Put(buf) }()
+	buf := append(c.getReadBuf(max(bufSize, len(initial))), initial...)
+	defer func() { c.putReadBuf(buf) }()
 	shortAt := 0      // bytes buffered when a value was last found incomplete
 	readFull := false // whether the last read filled all the free space
 	for {
@@ -524,12 +532,12 @@ func (c *conn) readLoop(initial []byte) error {
 			if limit >= maxBuf {
 				return reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
 			}
-			nb := append(bufpool.Get(min(2*cap(buf), maxBuf)), buf...)
-			bufpool.Put(buf)
+			nb := append(c.getReadBuf(min(2*cap(buf), maxBuf)), buf...)
+			c.putReadBuf(buf)
 			buf = nb
 		case cap(buf) > bufSize && len(buf) < bufSize && !readFull:
-			nb := append(bufpool.Get(bufSize), buf...)
-			bufpool.Put(buf)
+			nb := append(c.getReadBuf(bufSize), buf...)
+			c.putReadBuf(buf)
 			buf = nb
 		}
 		c.gate.Lock()
@@ -538,11 +546,31 @@ func (c *conn) readLoop(initial []byte) error {
 		if c.stopped.Load() {
 			return nil
 		}
-		limit := min(cap(buf), maxBuf)
-		free := limit - len(buf)
-		n, err := c.nc.Read(buf[len(buf):limit])
-		buf = buf[:len(buf)+n]
-		readFull = n == free
+		var n int
+		var err error
+		waited := false
+		if len(buf) == 0 && !readFull {
+			// Nothing pending and the sender paused: wait for its next
+			// bytes with the buffer back in the pool.
+			size := min(cap(buf), maxBuf)
+			c.putReadBuf(buf)
+			var nb []byte
+			nb, n, err, waited = readWhenReady(c.nc, maxBuf, func() []byte { return c.getReadBuf(size) })
+			switch {
+			case nb != nil:
+				buf = nb[:n]
+				readFull = n == min(cap(nb), maxBuf)
+			case !waited || err != nil:
+				buf = c.getReadBuf(size)
+			}
+		}
+		if !waited {
+			limit := min(cap(buf), maxBuf)
+			free := limit - len(buf)
+			n, err = c.nc.Read(buf[len(buf):limit])
+			buf = buf[:len(buf)+n]
+			readFull = n == free
+		}
 		if err != nil {
 			if c.stopped.Load() {
 				return nil
@@ -559,6 +587,19 @@ func (c *conn) readLoop(initial []byte) error {
 			return err
 		}
 	}
+}
+
+// getReadBuf takes a read buffer of at least n bytes from the pool.
+func (c *conn) getReadBuf(n int) []byte {
+	b := bufpool.Get(n)
+	c.s.m.readBufs.Add(float64(cap(b)))
+	return b
+}
+
+// putReadBuf gives a read buffer back to the pool.
+func (c *conn) putReadBuf(b []byte) {
+	c.s.m.readBufs.Sub(float64(cap(b)))
+	bufpool.Put(b)
 }
 
 func (c *conn) handle(ev *Event) error {
@@ -748,11 +789,18 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	}
 	select {
 	case c.pending <- it:
-		return nil
 	case <-c.s.hard.Done():
 		c.release(it.weight)
 		return c.s.hard.Err()
 	}
+	c.ackMu.Lock()
+	if !c.acking {
+		c.acking = true
+		c.ackers.Add(1)
+		go c.ackLoop()
+	}
+	c.ackMu.Unlock()
+	return nil
 }
 
 // release gives back the in-flight bytes of one item.
@@ -761,24 +809,48 @@ func (c *conn) release(weight int64) {
 	c.s.total.Release(weight)
 }
 
+// ackLoop stores and acknowledges the pending items in order, and ends
+// when there are none left; queue starts it again for the next.
 func (c *conn) ackLoop() {
-	broken := false
-	for it := range c.pending {
-		if it.c != nil && !broken {
-			if err := c.store(it); err != nil {
-				broken = true // shutting down hard: no more acks
-			} else {
-				putBuf(it.buf) // stored: the publisher is done with the bytes
+	defer c.ackers.Done()
+	for {
+		var it *inflight
+		select {
+		case it = <-c.pending:
+		default:
+			// Look again under the lock: an item queued before queue
+			// takes it is seen here, one queued after finds acking off.
+			c.ackMu.Lock()
+			select {
+			case it = <-c.pending:
+			default:
+				c.acking = false
+			}
+			c.ackMu.Unlock()
+			if it == nil {
+				return
 			}
 		}
-		if it.ack != "" && !broken {
-			if err := c.writeAck(it.ack); err != nil {
-				c.log.Debug("writing ack failed", "err", err)
-				broken = true
-				c.nc.Close()
-			}
+		c.ack(it)
+	}
+}
+
+// ack stores one item's chunk and writes its ack, unless acks stopped.
+func (c *conn) ack(it *inflight) {
+	defer c.release(it.weight)
+	if it.c != nil && !c.ackBroken {
+		if err := c.store(it); err != nil {
+			c.ackBroken = true // shutting down hard: no more acks
+		} else {
+			putBuf(it.buf) // stored: the publisher is done with the bytes
 		}
-		c.release(it.weight)
+	}
+	if it.ack != "" && !c.ackBroken {
+		if err := c.writeAck(it.ack); err != nil {
+			c.log.Debug("writing ack failed", "err", err)
+			c.ackBroken = true
+			c.nc.Close()
+		}
 	}
 }
 

@@ -513,3 +513,42 @@ func TestInflightBytesTotal(t *testing.T) {
 		t.Fatalf("%d published, want 3", n)
 	}
 }
+
+// A connection waiting for its sender's next chunk holds no read buffer:
+// memory follows what the connections are sending, not how many there are.
+// A connection that then sends again is read and acknowledged as before.
+func TestIdleConnectionsHoldNoReadBuffer(t *testing.T) {
+	pub := &memPub{}
+	s, _ := startServer(t, pub, nil)
+	const n = 20
+	conns := make([]*forwardtest.Conn, n)
+	send := func(round int) {
+		t.Helper()
+		for i, c := range conns {
+			id := fmt.Sprintf("%d-%d", round, i)
+			if _, err := c.Write(forwardtest.Packed("t", entries(0, 10), forwardtest.Options{Chunk: id})); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := c.ReadAck(5 * time.Second); err != nil || got != id {
+				t.Fatalf("ack %q, %v; want %q", got, err, id)
+			}
+		}
+	}
+	for i := range conns {
+		conns[i] = dial(t, s)
+	}
+	held := func() float64 { return testutil.ToFloat64(s.m.readBufs) }
+	for round := range 2 {
+		send(round)
+		deadline := time.Now().Add(5 * time.Second)
+		for held() != 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if b := held(); b != 0 {
+			t.Fatalf("round %d: %d idle connections hold %v bytes of read buffers, want 0", round, n, b)
+		}
+	}
+	if got := pub.records(); got != 2*n*10 {
+		t.Fatalf("%d records stored, want %d", got, 2*n*10)
+	}
+}
