@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,7 +81,7 @@ func run() int {
 		bench    = flag.String("bench", "", "run make bench's scenarios against this sluice binary and print the table")
 		scale    = flag.Float64("bench-scale", 1, "scale the bench scenarios' record counts")
 		count    = flag.Int("bench-count", 3, "runs of each bench scenario; the table shows the median")
-		only     = flag.String("bench-run", "", "run only the bench scenarios whose name contains this")
+		only     = flag.String("bench-run", "", "run only the bench scenario of this name, or else those whose name contains this")
 		peerFB   = flag.String("bench-fluent-bit", "", "also run the bench's Forward scenarios against this fluent-bit binary, in the same runs, and print the ratios")
 		vlBin    = flag.String("bench-victorialogs", "", "the victoria-logs binary the bench's Elasticsearch scenario writes into (default: victoria-logs beside the sluice binary, if there)")
 	)
@@ -125,8 +126,10 @@ func run() int {
 	}
 	if *bench != "" {
 		var scs []loadtest.Scenario
-		for _, sc := range loadtest.BenchScenarios() {
-			if strings.Contains(sc.Name, *only) {
+		all := loadtest.BenchScenarios()
+		exact := slices.ContainsFunc(all, func(sc loadtest.Scenario) bool { return sc.Name == *only })
+		for _, sc := range all {
+			if exact && sc.Name == *only || !exact && strings.Contains(sc.Name, *only) {
 				if sc.Duration > 0 {
 					sc.Duration = max(time.Second, time.Duration(float64(sc.Duration)**scale))
 				} else {
