@@ -33,9 +33,24 @@ type Operator interface {
 
 // Status is the pipeline's state.
 type Status struct {
+	// Replica is this replica's id; Replicas lists every replica sharing
+	// the JetStream that announced itself within the TTL, this one
+	// included.
+	Replica   string           `json:"replica"`
+	Replicas  []ReplicaStatus  `json:"replicas"`
 	Listeners []ListenerStatus `json:"listeners"`
 	Stream    StreamStatus     `json:"stream"`
 	Sinks     []SinkStatus     `json:"sinks"`
+}
+
+// ReplicaStatus is what a replica last announced.
+type ReplicaStatus struct {
+	ID                 string    `json:"id"`
+	ForwardConnections int       `json:"forward_connections"`
+	HTTPConnections    int       `json:"http_connections"`
+	RecordsPerSec      float64   `json:"records_per_sec"` // ingested, over its last announce interval
+	Draining           bool      `json:"draining"`
+	Announced          time.Time `json:"announced"`
 }
 
 // ListenerStatus is one ingest listener.

@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicelog/sluice/internal/component"
 )
@@ -19,6 +22,9 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	srv *http.Server
+
+	conns atomic.Int64
+	gauge prometheus.Gauge
 
 	mu   sync.Mutex
 	ln   net.Listener
@@ -30,18 +36,33 @@ type Server struct {
 // its Listen not ListenDisabled.
 func NewServer(cfg Config, h http.Handler, set component.Settings) *Server {
 	set = set.Defaults()
-	return &Server{
+	s := &Server{
 		cfg: cfg,
 		log: set.Logger.With("listener", "http"),
-		srv: &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       cfg.ReadTimeout,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(set.Logger.Handler(), slog.LevelDebug),
+		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_connections",
+			Help: "Open connections.", ConstLabels: prometheus.Labels{"listener": "http"}}),
+	}
+	set.Registerer.MustRegister(s.gauge)
+	s.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(set.Logger.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.gauge.Set(float64(s.conns.Add(1)))
+			case http.StateClosed, http.StateHijacked:
+				s.gauge.Set(float64(s.conns.Add(-1)))
+			}
 		},
 	}
+	return s
 }
+
+// Connections returns the open connections.
+func (s *Server) Connections() int { return int(s.conns.Load()) }
 
 // Start binds the listener and serves in the background.
 func (s *Server) Start(ctx context.Context) error {

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -52,6 +55,8 @@ type App struct {
 	kube    *kube.Cache
 	pods    enrich.Pods // for tests: pod metadata without a cluster
 	byName  map[string]*sinks.Runner
+	// replicas announces this replica and lists the others.
+	replicas *queue.Replicas
 	// extraListeners report the listeners beside Forward for the status.
 	extraListeners []func() api.ListenerStatus
 	// stopping is set when Shutdown begins: readiness fails from then on so
@@ -190,6 +195,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return api.ListenerStatus{Name: "http", Addr: a.http.Addr().String()}
 		})
 	}
+	if a.replicas, err = a.startReplicas(ctx); err != nil {
+		return err
+	}
 	names := make([]string, len(a.cfg.Sinks))
 	for i, sc := range a.cfg.Sinks {
 		names[i] = sc.Name
@@ -211,6 +219,42 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	log.Info("sluice started", "config", a.cfg.Summary())
 	return nil
+}
+
+// startReplicas announces this replica to the others sharing the
+// JetStream: its connections, its ingest rate over the last interval, and
+// whether it is draining.
+func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
+	cfg := a.cfg.Cluster
+	if cfg.ID == "" {
+		// A pod's name is unique, but several replicas may share a host
+		// outside Kubernetes: a random suffix keeps them apart.
+		host, _ := os.Hostname()
+		cfg.ID = queue.KeyFor(host) + "-" + strings.ToLower(nuid.Next()[16:])
+	}
+	var lastN float64
+	lastT := a.set.Now()
+	self := func() queue.Replica {
+		n := listenerMetric(a.reg, "sluice_ingest_records_total", "forward") + listenerMetric(a.reg, "sluice_ingest_records_total", "http")
+		now := a.set.Now()
+		var rate float64
+		if d := now.Sub(lastT).Seconds(); d > 0 {
+			rate = (n - lastN) / d
+		}
+		lastN, lastT = n, now
+		me := queue.Replica{Draining: a.stopping.Load(), RecordsPerSec: rate,
+			ForwardConnections: int(listenerMetric(a.reg, "sluice_ingest_connections", "forward"))}
+		if a.http != nil {
+			me.HTTPConnections = a.http.Connections()
+		}
+		return me
+	}
+	r, err := a.q.StartReplicas(ctx, cfg, self, a.reg)
+	if err != nil {
+		return nil, err
+	}
+	a.set.Logger.Info("announced to the cluster", "replica", r.ID(), "replicas", len(r.List()))
+	return r, nil
 }
 
 // preparer is a sink with work to do before its first write.
@@ -370,6 +414,12 @@ func (a *App) Queue() *queue.Queue { return a.q }
 func (a *App) Shutdown(ctx context.Context) error {
 	a.stopping.Store(true)
 	var errs []error
+	if a.replicas != nil {
+		// Tell the others at once that this replica is draining.
+		if err := a.replicas.Announce(ctx); err != nil {
+			a.set.Logger.Warn("could not announce draining", "err", err)
+		}
+	}
 	if a.forward != nil {
 		errs = append(errs, a.forward.Shutdown(ctx))
 	}
@@ -391,6 +441,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if a.kube != nil {
 		a.kube.Stop()
+	}
+	if a.replicas != nil {
+		errs = append(errs, a.replicas.Close(ctx))
 	}
 	if a.q != nil {
 		a.q.Close()
@@ -421,6 +474,9 @@ func (a *App) Kill() {
 	}
 	if a.kube != nil {
 		a.kube.Stop()
+	}
+	if a.replicas != nil {
+		a.replicas.Stop()
 	}
 	if a.q != nil {
 		a.q.Close()

@@ -32,6 +32,13 @@ func (o operator) runner(sink string) (*sinks.Runner, error) {
 func (o operator) Status(ctx context.Context) (*api.Status, error) {
 	a := o.a
 	st := &api.Status{}
+	if a.replicas != nil {
+		st.Replica = a.replicas.ID()
+		for _, r := range a.replicas.List() {
+			st.Replicas = append(st.Replicas, api.ReplicaStatus{ID: r.ID, ForwardConnections: r.ForwardConnections,
+				HTTPConnections: r.HTTPConnections, RecordsPerSec: r.RecordsPerSec, Draining: r.Draining, Announced: r.Announced})
+		}
+	}
 	if a.forward != nil {
 		st.Listeners = append(st.Listeners, api.ListenerStatus{Name: "forward", Addr: a.forward.Addr().String(),
 			Connections: int(listenerMetric(a.reg, "sluice_ingest_connections", "forward"))})

@@ -36,6 +36,8 @@ type Config struct {
 	HTTP    HTTPConfig     `yaml:"http"`
 	API     api.Config     `yaml:"api"`
 	Enrich  enrich.Config  `yaml:"enrich"`
+	// Cluster is how replicas sharing the JetStream know each other.
+	Cluster queue.ReplicasConfig `yaml:"cluster"`
 	// Transforms reshape every record after enrichment, before routing
 	// (docs/TRANSFORMS.md).
 	Transforms []transform.Step `yaml:"transforms"`
@@ -168,6 +170,7 @@ func (c *Config) SetDefaults() {
 	c.HTTP.SetDefaults()
 	c.API.SetDefaults()
 	c.Enrich.SetDefaults()
+	c.Cluster.SetDefaults()
 	if c.Sinks == nil {
 		c.Sinks = []SinkConfig{{File: &file.Config{}}}
 	}
@@ -254,6 +257,7 @@ func (c *Config) Validate() error {
 	sub("http.auth", c.HTTP.Auth.Validate())
 	sub("api", c.API.Validate())
 	sub("enrich", c.Enrich.Validate())
+	sub("cluster", c.Cluster.Validate())
 	if c.HTTP.Listen != httpin.ListenDisabled && c.HTTP.Listen == c.API.Listen && !strings.HasSuffix(c.API.Listen, ":0") {
 		add("http.listen", fmt.Errorf("%q is also api.listen: HTTP ingest is served there under /v1/ingest/ anyway; use another port or off", c.HTTP.Listen))
 	}

@@ -387,7 +387,8 @@ func (p *repProc) exited() bool {
 
 // repStartReplica writes the configuration of replica name, starts sluice on
 // it and waits until it listens and /readyz answers 200. forward holds more
-// lines of the forward block (indented by two spaces).
+// lines of the forward block (indented by two spaces), or, unindented, more
+// top-level keys.
 func repStartReplica(t *testing.T, name, natsURL, out string, forward ...string) *repProc {
 	t.Helper()
 	dir := t.TempDir()
