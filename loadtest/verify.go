@@ -54,6 +54,10 @@ type Verification struct {
 	Dead       int // sent to the dead-letter stream (metrics only)
 	// Waited is how long until everything was there (or the deadline).
 	Waited time.Duration
+	// LastWrite, for a file sink directory, is the latest modification
+	// time of the files that hold the run's records: when the last of them
+	// was written, however long reading them back took.
+	LastWrite time.Time
 	// DuplicatesAllowed is the target's AllowDuplicates.
 	DuplicatesAllowed bool
 }
@@ -128,10 +132,11 @@ func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verif
 // of the run without decoding them, so that waiting costs little CPU beside
 // the sluice being measured.
 type fileScanner struct {
-	dir     string
-	marker  []byte // "lg_run":"<run>"
-	offsets map[string]int64
-	seen    map[uint64]int
+	dir       string
+	marker    []byte // "lg_run":"<run>"
+	offsets   map[string]int64
+	seen      map[uint64]int
+	lastWrite time.Time
 }
 
 func newFileScanner(dir, run string) *fileScanner {
@@ -148,7 +153,9 @@ func (f *fileScanner) poll(acked map[uint64]bool) (Verification, error) {
 			return Verification{}, err
 		}
 	}
-	return tally(acked, f.seen), nil
+	v := tally(acked, f.seen)
+	v.LastWrite = f.lastWrite
+	return v, nil
 }
 
 var seqKey = []byte(`"lg_seq":"`)
@@ -165,6 +172,12 @@ func (f *fileScanner) scan(name string) error {
 		return err
 	}
 	r := bufio.NewReaderSize(fh, 1<<20)
+	found := false
+	defer func() {
+		if fi, err := fh.Stat(); err == nil && found && fi.ModTime().After(f.lastWrite) {
+			f.lastWrite = fi.ModTime()
+		}
+	}()
 	for {
 		line, err := r.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
@@ -183,6 +196,7 @@ func (f *fileScanner) scan(name string) error {
 		if !bytes.Contains(line, f.marker) {
 			continue
 		}
+		found = true
 		if i := bytes.Index(line, seqKey); i >= 0 && len(line) >= i+len(seqKey)+seqWidth {
 			if n, err := strconv.ParseUint(string(line[i+len(seqKey):i+len(seqKey)+seqWidth]), 10, 64); err == nil {
 				f.seen[n]++
