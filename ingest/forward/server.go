@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +58,13 @@ type Config struct {
 	ReadBufferBytes units.ByteSize `yaml:"read_buffer_bytes"`
 	// WriteTimeout bounds writing one ack.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxConnectionAge, when set, closes a connection once it is this old,
+	// give or take 10% so that a fleet does not reconnect at once: between
+	// chunks, after every ack. The forwarder reconnects through the load
+	// balancer, which spreads connections over replicas that came up since.
+	// 0 (the default) keeps connections; cluster.balance does the same job
+	// on demand.
+	MaxConnectionAge time.Duration `yaml:"max_connection_age"`
 	// UDPHeartbeat answers Fluentd's UDP heartbeat on the listen port.
 	UDPHeartbeat *bool `yaml:"udp_heartbeat"`
 	// Security is the shared-key handshake; off when no shared key is set.
@@ -127,6 +136,9 @@ func (c *Config) Validate() error {
 	if c.ReadBufferBytes < 4<<10 || c.ReadBufferBytes > 64<<20 {
 		add("read_buffer_bytes", "must be between 4KiB and 64MiB")
 	}
+	if c.MaxConnectionAge < 0 || c.MaxConnectionAge > 0 && c.MaxConnectionAge < time.Second {
+		add("max_connection_age", "must be 0 (off) or at least 1s")
+	}
 	if c.WriteTimeout <= 0 {
 		add("write_timeout", "must be positive")
 	}
@@ -149,6 +161,7 @@ type serverMetrics struct {
 	rejected  *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
 	conns     prometheus.Gauge
+	shed      *prometheus.CounterVec
 	readBufs  prometheus.Gauge // bytes of read buffers held by connections
 	retries   prometheus.Counter
 	heartbeat prometheus.Counter
@@ -172,6 +185,8 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 			Help: "Records acknowledged but deliberately not stored, by reason.", ConstLabels: l}, []string{"reason"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_connections",
 			Help: "Open connections.", ConstLabels: l}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_connections_shed_total",
+			Help: "Connections closed by sluice between chunks, after their acks, so that the forwarder reconnects elsewhere: by reason (balance, max_age).", ConstLabels: l}, []string{"reason"}),
 		readBufs: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_read_buffer_bytes",
 			Help: "Bytes of read buffers held by connections; a connection waiting for its sender's next bytes holds none.", ConstLabels: l}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_publish_retries_total",
@@ -180,7 +195,7 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 			Help: "UDP heartbeats answered.", ConstLabels: l}),
 		authFailures: component.AuthFailures(r).MustCurryWith(l),
 	}
-	r.MustRegister(m.records, m.bytes, m.chunks, m.rejected, m.dropped, m.conns, m.readBufs, m.retries, m.heartbeat)
+	r.MustRegister(m.records, m.bytes, m.chunks, m.rejected, m.dropped, m.conns, m.shed, m.readBufs, m.retries, m.heartbeat)
 	return m
 }
 
@@ -308,6 +323,11 @@ func (s *Server) accept() {
 			nc.Close()
 			continue
 		}
+		c.opened = time.Now()
+		if age := s.cfg.MaxConnectionAge; age > 0 {
+			jitter := time.Duration(rand.Int64N(int64(age/5)+1)) - age/10
+			c.ageTimer = time.AfterFunc(age+jitter, func() { c.shed("max_age") })
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -409,6 +429,11 @@ type conn struct {
 	// reader does not read further.
 	gate    sync.Mutex
 	stopped atomic.Bool
+	// opened is when the connection was accepted; shedding is set once it
+	// was asked to close (balance, max age).
+	opened   time.Time
+	shedding atomic.Bool
+	ageTimer *time.Timer
 
 	// batch gathers Message-mode events of one tag without a chunk id, which
 	// arrive one record at a time, into one chunk.
@@ -455,9 +480,60 @@ func (c *conn) stopReading() {
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
+// shed stops reading the connection between chunks; once every chunk read
+// is stored and acknowledged, serve closes it. It reports whether this call
+// asked (false if the connection was asked before, or is stopping anyway).
+func (c *conn) shed(reason string) bool {
+	if c.stopped.Load() || !c.shedding.CompareAndSwap(false, true) {
+		return false
+	}
+	c.s.m.shed.WithLabelValues(reason).Inc()
+	c.log.Debug("closing connection so that the forwarder reconnects elsewhere", "reason", reason)
+	c.stopReading()
+	return true
+}
+
+// Connections returns the open connections.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Shed asks up to n open connections, the longest open first, to close
+// between chunks, after their acks, so that their forwarders reconnect
+// through the load balancer; reason labels
+// sluice_ingest_connections_shed_total. A value read in part is dropped
+// unacknowledged (the forwarder sends it again). It returns how many it
+// asked.
+func (s *Server) Shed(n int, reason string) int {
+	s.mu.Lock()
+	cands := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		if !c.shedding.Load() && !c.stopped.Load() {
+			cands = append(cands, c)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(cands, func(a, b *conn) int { return a.opened.Compare(b.opened) })
+	asked := 0
+	for _, c := range cands {
+		if asked == n {
+			break
+		}
+		if c.shed(reason) {
+			asked++
+		}
+	}
+	return asked
+}
+
 func (c *conn) serve() {
 	s := c.s
 	defer func() {
+		if c.ageTimer != nil {
+			c.ageTimer.Stop()
+		}
 		c.nc.Close()
 		c.dec.Close()
 		s.mu.Lock()

@@ -552,3 +552,84 @@ func TestIdleConnectionsHoldNoReadBuffer(t *testing.T) {
 		t.Fatalf("%d records stored, want %d", got, 2*n*10)
 	}
 }
+
+// Shedding closes the longest-open connections between chunks, and only
+// after the acks of every chunk they sent: a chunk whose PubAck is still
+// pending is acknowledged before the close. The others stay open.
+func TestShedClosesAfterAcks(t *testing.T) {
+	hold := make(chan struct{})
+	pub := &memPub{}
+	s, _ := startServer(t, pub, nil)
+	conns := make([]*forwardtest.Conn, 3)
+	for i := range conns {
+		conns[i] = dial(t, s)
+		id := fmt.Sprint("first-", i)
+		if _, err := conns[i].Write(forwardtest.Packed("t", entries(0, 5), forwardtest.Options{Chunk: id})); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := conns[i].ReadAck(5 * time.Second); err != nil || got != id {
+			t.Fatalf("ack %q, %v", got, err)
+		}
+	}
+	// The oldest connection sends a chunk whose storing is held.
+	pub.mu.Lock()
+	pub.hold = hold
+	pub.mu.Unlock()
+	if _, err := conns[0].Write(forwardtest.Packed("t", entries(5, 5), forwardtest.Options{Chunk: "held"})); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for pub.records() < 20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := s.Shed(2, "balance"); n != 2 {
+		t.Fatalf("Shed(2) asked %d connections", n)
+	}
+	if n := s.Shed(5, "balance"); n != 1 {
+		t.Fatalf("Shed(5) with one connection left unasked asked %d", n)
+	}
+	close(hold)
+	if got, err := conns[0].ReadAck(5 * time.Second); err != nil || got != "held" {
+		t.Fatalf("the held chunk's ack before the close: %q, %v", got, err)
+	}
+	for _, c := range conns {
+		waitClosed(t, c)
+	}
+	if got := testutil.ToFloat64(s.m.shed.WithLabelValues("balance")); got != 3 {
+		t.Errorf("sluice_ingest_connections_shed_total{reason=balance} = %v, want 3", got)
+	}
+	if got := pub.records(); got != 20 {
+		t.Errorf("%d records stored, want 20", got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.Connections() != 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := s.Connections(); n != 0 {
+		t.Errorf("%d connections open after shedding all", n)
+	}
+}
+
+// With max_connection_age, a connection is closed once that old (give or
+// take 10%), after its acks; a new connection is served as usual.
+func TestMaxConnectionAge(t *testing.T) {
+	pub := &memPub{}
+	s, _ := startServer(t, pub, func(c *Config) { c.MaxConnectionAge = time.Second })
+	c := dial(t, s)
+	if _, err := c.Write(forwardtest.Packed("t", entries(0, 3), forwardtest.Options{Chunk: "a"})); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ReadAck(5 * time.Second); err != nil || got != "a" {
+		t.Fatalf("ack %q, %v", got, err)
+	}
+	waitClosed(t, c)
+	if got := testutil.ToFloat64(s.m.shed.WithLabelValues("max_age")); got != 1 {
+		t.Errorf("sluice_ingest_connections_shed_total{reason=max_age} = %v, want 1", got)
+	}
+	again := dial(t, s)
+	if _, err := again.Write(forwardtest.Packed("t", entries(3, 3), forwardtest.Options{Chunk: "b"})); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := again.ReadAck(5 * time.Second); err != nil || got != "b" {
+		t.Fatalf("a new connection: ack %q, %v", got, err)
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/enrich"
 	"github.com/sluicelog/sluice/enrich/kube"
+	"github.com/sluicelog/sluice/ingest/balance"
 	"github.com/sluicelog/sluice/ingest/forward"
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/chunk"
@@ -55,8 +56,10 @@ type App struct {
 	kube    *kube.Cache
 	pods    enrich.Pods // for tests: pod metadata without a cluster
 	byName  map[string]*sinks.Runner
-	// replicas announces this replica and lists the others.
-	replicas *queue.Replicas
+	// replicas announces this replica and lists the others; stopBalance
+	// ends the balancing (nil when off).
+	replicas    *queue.Replicas
+	stopBalance func()
 	// extraListeners report the listeners beside Forward for the status.
 	extraListeners []func() api.ListenerStatus
 	// stopping is set when Shutdown begins: readiness fails from then on so
@@ -198,6 +201,15 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.replicas, err = a.startReplicas(ctx); err != nil {
 		return err
 	}
+	if b := a.cfg.Cluster.Balance; *b.Enabled {
+		bctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			balance.Run(bctx, b, a.replicas, a.forward, a.set.Logger.With("listener", "forward"))
+		}()
+		a.stopBalance = func() { cancel(); <-done }
+	}
 	names := make([]string, len(a.cfg.Sinks))
 	for i, sc := range a.cfg.Sinks {
 		names[i] = sc.Name
@@ -249,7 +261,7 @@ func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
 		}
 		return me
 	}
-	r, err := a.q.StartReplicas(ctx, cfg, self, a.reg)
+	r, err := a.q.StartReplicas(ctx, cfg.ReplicasConfig, self, a.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -414,6 +426,9 @@ func (a *App) Queue() *queue.Queue { return a.q }
 func (a *App) Shutdown(ctx context.Context) error {
 	a.stopping.Store(true)
 	var errs []error
+	if a.stopBalance != nil {
+		a.stopBalance()
+	}
 	if a.replicas != nil {
 		// Tell the others at once that this replica is draining.
 		if err := a.replicas.Announce(ctx); err != nil {
@@ -455,6 +470,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 // Kill stops everything at once without draining, as a crash would: nothing
 // in flight is acknowledged, nothing pulled is written.
 func (a *App) Kill() {
+	if a.stopBalance != nil {
+		a.stopBalance()
+	}
 	if a.forward != nil {
 		a.forward.Close()
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/enrich"
+	"github.com/sluicelog/sluice/ingest/balance"
 	"github.com/sluicelog/sluice/ingest/forward"
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/units"
@@ -36,8 +37,9 @@ type Config struct {
 	HTTP    HTTPConfig     `yaml:"http"`
 	API     api.Config     `yaml:"api"`
 	Enrich  enrich.Config  `yaml:"enrich"`
-	// Cluster is how replicas sharing the JetStream know each other.
-	Cluster queue.ReplicasConfig `yaml:"cluster"`
+	// Cluster is how replicas sharing the JetStream know each other and
+	// spread the connections.
+	Cluster ClusterConfig `yaml:"cluster"`
 	// Transforms reshape every record after enrichment, before routing
 	// (docs/TRANSFORMS.md).
 	Transforms []transform.Step `yaml:"transforms"`
@@ -55,6 +57,13 @@ type Config struct {
 type HTTPConfig struct {
 	httpin.Config `yaml:",inline"`
 	Auth          api.AuthConfig `yaml:"auth"`
+}
+
+// ClusterConfig is the replicas' announcements and the balancing built on
+// them.
+type ClusterConfig struct {
+	queue.ReplicasConfig `yaml:",inline"`
+	Balance              balance.Config `yaml:"balance"`
 }
 
 // LogConfig configures sluice's own logs.
@@ -170,7 +179,8 @@ func (c *Config) SetDefaults() {
 	c.HTTP.SetDefaults()
 	c.API.SetDefaults()
 	c.Enrich.SetDefaults()
-	c.Cluster.SetDefaults()
+	c.Cluster.ReplicasConfig.SetDefaults()
+	c.Cluster.Balance.SetDefaults()
 	if c.Sinks == nil {
 		c.Sinks = []SinkConfig{{File: &file.Config{}}}
 	}
@@ -257,7 +267,8 @@ func (c *Config) Validate() error {
 	sub("http.auth", c.HTTP.Auth.Validate())
 	sub("api", c.API.Validate())
 	sub("enrich", c.Enrich.Validate())
-	sub("cluster", c.Cluster.Validate())
+	sub("cluster", c.Cluster.ReplicasConfig.Validate())
+	sub("cluster.balance", c.Cluster.Balance.Validate())
 	if c.HTTP.Listen != httpin.ListenDisabled && c.HTTP.Listen == c.API.Listen && !strings.HasSuffix(c.API.Listen, ":0") {
 		add("http.listen", fmt.Errorf("%q is also api.listen: HTTP ingest is served there under /v1/ingest/ anyway; use another port or off", c.HTTP.Listen))
 	}

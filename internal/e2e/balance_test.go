@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/internal/forwardtest"
+)
+
+// rrBalancer is a round-robin TCP balancer in front of the replicas'
+// Forward ports, as kube-proxy is in front of a Service: it spreads new
+// connections only, and skips a backend that refuses.
+type rrBalancer struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	backends []string
+	next     int
+	wg       sync.WaitGroup
+}
+
+func startBalancer(t *testing.T) *rrBalancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &rrBalancer{ln: ln}
+	b.wg.Add(1)
+	go b.serve()
+	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
+	return b
+}
+
+func (b *rrBalancer) set(backends ...string) {
+	b.mu.Lock()
+	b.backends = backends
+	b.mu.Unlock()
+}
+
+func (b *rrBalancer) serve() {
+	defer b.wg.Done()
+	for {
+		in, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			defer in.Close()
+			var out net.Conn
+			b.mu.Lock()
+			n := len(b.backends)
+			b.mu.Unlock()
+			for range n {
+				b.mu.Lock()
+				addr := b.backends[b.next%len(b.backends)]
+				b.next++
+				b.mu.Unlock()
+				if out, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
+					break
+				}
+			}
+			if out == nil {
+				return
+			}
+			defer out.Close()
+			done := make(chan struct{}, 2)
+			go func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+			go func() { io.Copy(in, out); in.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+			<-done
+			<-done
+		}()
+	}
+}
+
+// A replica's connections spread over replicas that start later (issue 18,
+// points 2 and 3): twelve forwarders connect through a round-robin balancer
+// while one replica runs; two more start, and balancing moves connections
+// until each holds about a third; one then gets SIGTERM and its forwarders
+// move to the other two. The forwarders behave like Fluent Bit's: a chunk
+// not acknowledged is sent again on a new connection. Every acknowledged
+// record is in the sink once.
+func TestBalanceSpreadsConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts sluice processes")
+	}
+	srv := repStartNATS(t)
+	out := t.TempDir()
+	const cluster = "cluster: {announce_interval: 200ms, ttl: 2s, balance: {interval: 1s}}\n"
+	lb := startBalancer(t)
+	a := repStartReplica(t, "ba", srv.ClientURL(), out, cluster)
+	lb.set(a.forward)
+
+	const forwarders, perChunk = 12, 5
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var acked, reconnects atomic.Int64
+	for f := range forwarders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var conn *forwardtest.Conn
+			defer func() {
+				if conn != nil {
+					conn.Close()
+				}
+			}()
+			for n := 0; ctx.Err() == nil; {
+				if conn == nil {
+					c, err := forwardtest.Dial(lb.ln.Addr().String())
+					if err != nil {
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
+					conn = c
+				}
+				var p []byte
+				for k := range perChunk {
+					p = append(p, forwardtest.Entry(time.Now(), map[string]any{"seq": f*1_000_000 + n*perChunk + k, "log": "balanced"})...)
+				}
+				id := fmt.Sprintf("f%d-%d", f, n)
+				_, err := conn.Write(forwardtest.Packed("app", p, forwardtest.Options{Chunk: id}))
+				var got string
+				if err == nil {
+					got, err = conn.ReadAck(10 * time.Second)
+				}
+				if err != nil || got != id {
+					// Closed (shed, a replica stopping): send it again elsewhere.
+					conn.Close()
+					conn = nil
+					reconnects.Add(1)
+					continue
+				}
+				acked.Add(perChunk)
+				n++
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+
+	conns := func(p *repProc) int {
+		st := membersWait(t, p, "a status", func(*api.Status) bool { return true })
+		return st.Listeners[0].Connections
+	}
+	membersWait(t, a, "twelve connections", func(st *api.Status) bool { return st.Listeners[0].Connections == forwarders })
+
+	b := repStartReplica(t, "bb", srv.ClientURL(), out, cluster)
+	c := repStartReplica(t, "bc", srv.ClientURL(), out, cluster)
+	lb.set(a.forward, b.forward, c.forward)
+	started := time.Now()
+	deadline := started.Add(30 * time.Second)
+	for {
+		na, nb, nc := conns(a), conns(b), conns(c)
+		if abs(na-4) <= 1 && abs(nb-4) <= 1 && abs(nc-4) <= 1 {
+			t.Logf("balanced %d/%d/%d in %v", na, nb, nc, time.Since(started).Round(100*time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not balanced within 30 s: %d/%d/%d", na, nb, nc)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Scale-in: c stops; its forwarders move to a and b.
+	lb.set(a.forward, b.forward)
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	membersWait(t, a, "c's forwarders on a and b", func(st *api.Status) bool {
+		return st.Listeners[0].Connections+conns(b) == forwarders
+	})
+	cancel()
+	wg.Wait()
+	t.Logf("%d records acknowledged, %d reconnects", acked.Load(), reconnects.Load())
+
+	// Every acknowledged record once: the sink consumer drains, then the
+	// files of all three replicas hold each acknowledged seq exactly once
+	// (a chunk sent again after a close is deduplicated by its id).
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repWaitDrained(t, js, 30*time.Second)
+	seen := map[int]int{}
+	for _, p := range []string{"rep-ba", "rep-bb", "rep-bc"} {
+		seqs, _ := repReadLines(t, out, p)
+		for _, s := range seqs {
+			seen[s]++
+		}
+	}
+	total, dups := 0, 0
+	for _, n := range seen {
+		total++
+		dups += n - 1
+	}
+	if dups != 0 {
+		t.Errorf("%d records written more than once", dups)
+	}
+	if int64(total) < acked.Load() {
+		t.Errorf("%d distinct records in the sink, %d acknowledged: some lost", total, acked.Load())
+	}
+	if errors.Is(ctx.Err(), context.Canceled) && acked.Load() == 0 {
+		t.Error("nothing was acknowledged")
+	}
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
