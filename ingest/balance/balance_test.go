@@ -65,7 +65,10 @@ func TestRunConverges(t *testing.T) {
 	s := &fakeShedder{conns: 12}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, s, slog.New(slog.DiscardHandler)); close(done) }()
+	go func() {
+		Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, s, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Connections() > 1 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -95,7 +98,10 @@ func TestRunConverges(t *testing.T) {
 	s.mu.Unlock()
 	ctx, cancel = context.WithCancel(context.Background())
 	done = make(chan struct{})
-	go func() { Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, s, slog.New(slog.DiscardHandler)); close(done) }()
+	go func() {
+		Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, s, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
 	time.Sleep(60 * time.Millisecond)
 	cancel()
 	<-done
