@@ -22,9 +22,9 @@ import (
 type Config struct {
 	// Enabled turns balancing on (the default).
 	Enabled *bool `yaml:"enabled"`
-	// Tolerance is how far above the mean a replica's connections may be,
-	// as a fraction of the mean, before it sheds; MinSurplus is the least
-	// surplus that counts, in connections.
+	// Tolerance is how far above its fair share (the mean, rounded up) a
+	// replica's connections may be, as a fraction of the mean, before it
+	// sheds; MinSurplus is the least excess that counts, in connections.
 	Tolerance  float64 `yaml:"tolerance"`
 	MinSurplus int     `yaml:"min_surplus"`
 	// Interval is how often a replica compares; keep it above the
@@ -63,9 +63,11 @@ func (c Config) Validate() error {
 }
 
 // Surplus is how many connections a replica with mine of them should shed,
-// given the connections of every replica taking part (its own included):
-// none unless it is above the mean by more than the tolerance (tolerance
-// times the mean, and at least min), then down to the mean, rounded up.
+// given the connections of every replica taking part (its own included).
+// Its fair share is the mean rounded up; it sheds the excess over that once
+// the excess reaches the tolerance: tolerance times the mean, and at least
+// min connections. With the defaults, 12 connections over three replicas
+// settle at 4/4/4 and 13 at 5/4/4, never moving at the fair share.
 func Surplus(mine int, counts []int, tolerance float64, min int) int {
 	if len(counts) < 2 {
 		return 0
@@ -75,10 +77,11 @@ func Surplus(mine int, counts []int, tolerance float64, min int) int {
 		sum += n
 	}
 	mean := float64(sum) / float64(len(counts))
-	if float64(mine) <= mean+math.Max(tolerance*mean, float64(min)) {
+	excess := mine - int(math.Ceil(mean))
+	if excess <= 0 || float64(excess) < math.Max(tolerance*mean, float64(min)) {
 		return 0
 	}
-	return mine - int(math.Ceil(mean))
+	return excess
 }
 
 // Peers is the cluster as this replica sees it.
@@ -93,12 +96,20 @@ type Shedder interface {
 	Shed(n int, reason string) int
 }
 
-// Run compares every Interval until ctx ends, and sheds half the surplus
-// (at least one connection) each round, so that the cluster converges over
-// a few rounds instead of sending every surplus forwarder away at once.
-// Replicas that are draining take no part; a draining replica does not
-// shed (shutdown closes its connections anyway).
-func Run(ctx context.Context, c Config, peers Peers, s Shedder, log *slog.Logger) {
+// Listener is one ingest listener that takes part: its connections and
+// how to shed them, and the count each replica announced for it.
+type Listener struct {
+	Name string
+	Shedder
+	Announced func(queue.Replica) int
+}
+
+// Run compares every Interval until ctx ends, listener by listener, and
+// sheds half the surplus (at least one connection) each round, so that the
+// cluster converges over a few rounds instead of sending every surplus
+// forwarder away at once. Replicas that are draining take no part; a
+// draining replica does not shed (shutdown closes its connections anyway).
+func Run(ctx context.Context, c Config, peers Peers, log *slog.Logger, listeners ...Listener) {
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for {
@@ -107,23 +118,29 @@ func Run(ctx context.Context, c Config, peers Peers, s Shedder, log *slog.Logger
 			return
 		case <-t.C:
 		}
-		mine := s.Connections()
-		counts := []int{mine}
+		reps := peers.List()
 		me := false
-		for _, r := range peers.List() {
-			switch {
-			case r.ID == peers.ID():
+		for _, r := range reps {
+			if r.ID == peers.ID() {
 				me = !r.Draining
-			case !r.Draining:
-				counts = append(counts, r.ForwardConnections)
 			}
 		}
 		if !me {
 			continue
 		}
-		if surplus := Surplus(mine, counts, c.Tolerance, c.MinSurplus); surplus > 0 {
-			n := s.Shed(max(1, surplus/2), "balance")
-			log.Info("shedding connections to balance the cluster", "connections", mine, "replicas", len(counts), "surplus", surplus, "shed", n)
+		for _, l := range listeners {
+			mine := l.Connections()
+			counts := []int{mine}
+			for _, r := range reps {
+				if r.ID != peers.ID() && !r.Draining {
+					counts = append(counts, l.Announced(r))
+				}
+			}
+			if surplus := Surplus(mine, counts, c.Tolerance, c.MinSurplus); surplus > 0 {
+				n := l.Shed(max(1, surplus/2), "balance")
+				log.Info("shedding connections to balance the cluster", "listener", l.Name, "connections", mine,
+					"replicas", len(counts), "surplus", surplus, "shed", n)
+			}
 		}
 	}
 }

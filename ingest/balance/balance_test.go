@@ -18,7 +18,8 @@ func TestSurplus(t *testing.T) {
 	}{
 		{12, []int{12}, 0},           // alone: nowhere to send them
 		{12, []int{12, 0, 0}, 8},     // mean 4: down to 4
-		{5, []int{5, 4, 3}, 0},       // mean 4, 5 is within max(0.8, 1)
+		{5, []int{5, 4, 3}, 1},       // fair share 4: one over, and one is the minimum
+		{5, []int{5, 4, 4}, 0},       // 13 over three: fair share 5
 		{6, []int{6, 3, 3}, 2},       // mean 4, 6 is above 5
 		{4, []int{4, 4, 4}, 0},       // balanced
 		{101, []int{101, 80, 80}, 0}, // mean 87, 101 within 20%
@@ -66,7 +67,7 @@ func TestRunConverges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, s, slog.New(slog.DiscardHandler))
+		Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, slog.New(slog.DiscardHandler), fwd(s))
 		close(done)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -78,10 +79,9 @@ func TestRunConverges(t *testing.T) {
 	<-done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// 12 vs mean 4: surplus 8, shed 4; 8 vs mean 2.67: surplus 5, shed 2;
-	// 6 vs mean 2: surplus 4, shed 2; 4 vs mean 1.33: surplus 2, shed 1;
-	// 3 vs mean 1: 3 > 2, surplus 2, shed 1; 2 vs 0.67: 2 > 1.67, shed 1;
-	// 1 vs 0.33: within.
+	// 12 vs fair share 4: excess 8, shed 4; 8 vs 3: excess 5, shed 2;
+	// 6 vs 2: excess 4, shed 2; 4 vs 2: excess 2, shed 1; 3 vs 1: excess
+	// 2, shed 1; 2 vs 1: excess 1, shed 1; 1 vs 1: none.
 	want := []int{4, 2, 2, 1, 1, 1}
 	if len(s.shed) != len(want) {
 		t.Fatalf("shed %v, want %v", s.shed, want)
@@ -99,7 +99,7 @@ func TestRunConverges(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	done = make(chan struct{})
 	go func() {
-		Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, s, slog.New(slog.DiscardHandler))
+		Run(ctx, Config{Tolerance: 0.2, MinSurplus: 1, Interval: 10 * time.Millisecond}, peers, slog.New(slog.DiscardHandler), fwd(s))
 		close(done)
 	}()
 	time.Sleep(60 * time.Millisecond)
@@ -109,4 +109,8 @@ func TestRunConverges(t *testing.T) {
 	if len(s.shed) != 0 {
 		t.Errorf("a draining replica shed %v", s.shed)
 	}
+}
+
+func fwd(s Shedder) Listener {
+	return Listener{Name: "forward", Shedder: s, Announced: func(r queue.Replica) int { return r.ForwardConnections }}
 }

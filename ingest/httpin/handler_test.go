@@ -594,3 +594,58 @@ func TestServer(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// Shedding marks the longest-open keep-alive connections: the next response
+// on each says Connection: close and the connection ends; the others stay.
+// Marked connections no longer count toward Connections.
+func TestServerShed(t *testing.T) {
+	cfg := Config{Listen: "127.0.0.1:0"}
+	cfg.SetDefaults()
+	pub := &memPub{}
+	h := NewHandler(cfg, pub, component.Settings{})
+	defer h.Close()
+	s := NewServer(cfg, h, component.Settings{})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	url := "http://" + s.Addr().String() + "/app"
+	clients := make([]*http.Client, 3)
+	post := func(i int) *http.Response {
+		t.Helper()
+		res, err := clients[i].Post(url, "application/json", strings.NewReader(`{"a":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("client %d: %s", i, res.Status)
+		}
+		return res
+	}
+	for i := range clients {
+		clients[i] = &http.Client{Transport: &http.Transport{}}
+		defer clients[i].CloseIdleConnections()
+		post(i)
+		time.Sleep(10 * time.Millisecond) // distinct opening times
+	}
+	if n := s.Connections(); n != 3 {
+		t.Fatalf("%d connections, want 3", n)
+	}
+	if n := s.Shed(2, "balance"); n != 2 {
+		t.Fatalf("Shed(2) asked %d", n)
+	}
+	if n := s.Connections(); n != 1 {
+		t.Errorf("%d connections not asked to close, want 1", n)
+	}
+	for i := range clients {
+		res := post(i)
+		if closing := res.Close || res.Header.Get("Connection") == "close"; closing != (i < 2) {
+			t.Errorf("client %d: Connection: close is %v, want %v", i, closing, i < 2)
+		}
+	}
+	if got := testutil.ToFloat64(s.shed.WithLabelValues("balance")); got != 2 {
+		t.Errorf("shed counter %v, want 2", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,14 @@ type Server struct {
 	log *slog.Logger
 	srv *http.Server
 
-	conns atomic.Int64
-	gauge prometheus.Gauge
+	conns  atomic.Int64 // open
+	marked atomic.Int64 // open and asked to close
+	gauge  prometheus.Gauge
+	shed   *prometheus.CounterVec
+
+	// open holds the open connections, for shedding.
+	openMu sync.Mutex
+	open   map[net.Conn]*connState
 
 	mu   sync.Mutex
 	ln   net.Listener
@@ -42,18 +49,44 @@ func NewServer(cfg Config, h http.Handler, set component.Settings) *Server {
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_connections",
 			Help: "Open connections.", ConstLabels: prometheus.Labels{"listener": "http"}}),
 	}
-	set.Registerer.MustRegister(s.gauge)
+	s.shed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_connections_shed_total",
+		Help:        "Connections closed by sluice between chunks, after their acks, so that the forwarder reconnects elsewhere: by reason (balance, max_age).",
+		ConstLabels: prometheus.Labels{"listener": "http"}}, []string{"reason"})
+	set.Registerer.MustRegister(s.gauge, s.shed)
+	s.open = map[net.Conn]*connState{}
 	s.srv = &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if cs, ok := r.Context().Value(connKey{}).(*connState); ok && cs.shed.Load() {
+				// Answer this request, then close: the client's next
+				// request opens a connection through the balancer.
+				w.Header().Set("Connection", "close")
+			}
+			h.ServeHTTP(w, r)
+		}),
+		// ConnContext runs for each accepted connection before its
+		// StateNew.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			cs := &connState{opened: time.Now()}
+			s.openMu.Lock()
+			s.open[c] = cs
+			s.openMu.Unlock()
+			return context.WithValue(ctx, connKey{}, cs)
+		},
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(set.Logger.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, st http.ConnState) {
+		ConnState: func(c net.Conn, st http.ConnState) {
 			switch st {
 			case http.StateNew:
 				s.gauge.Set(float64(s.conns.Add(1)))
 			case http.StateClosed, http.StateHijacked:
+				s.openMu.Lock()
+				if cs := s.open[c]; cs != nil && cs.shed.Load() {
+					s.marked.Add(-1)
+				}
+				delete(s.open, c)
+				s.openMu.Unlock()
 				s.gauge.Set(float64(s.conns.Add(-1)))
 			}
 		},
@@ -61,8 +94,44 @@ func NewServer(cfg Config, h http.Handler, set component.Settings) *Server {
 	return s
 }
 
-// Connections returns the open connections.
-func (s *Server) Connections() int { return int(s.conns.Load()) }
+// Connections returns the open connections that were not asked to close.
+func (s *Server) Connections() int { return int(s.conns.Load() - s.marked.Load()) }
+
+type connKey struct{}
+
+// connState is what the server knows of one connection.
+type connState struct {
+	opened time.Time
+	shed   atomic.Bool
+}
+
+// Shed asks up to n open keep-alive connections, the longest open first,
+// to close: the next response on each carries Connection: close, and the
+// client opens its next connection through the load balancer. A request
+// in progress is answered as usual. reason labels
+// sluice_ingest_connections_shed_total. It returns how many it asked.
+func (s *Server) Shed(n int, reason string) int {
+	s.openMu.Lock()
+	cands := make([]*connState, 0, len(s.open))
+	for _, cs := range s.open {
+		if !cs.shed.Load() {
+			cands = append(cands, cs)
+		}
+	}
+	s.openMu.Unlock()
+	slices.SortFunc(cands, func(a, b *connState) int { return a.opened.Compare(b.opened) })
+	asked := 0
+	s.openMu.Lock()
+	for _, cs := range cands[:min(n, len(cands))] {
+		if cs.shed.CompareAndSwap(false, true) {
+			s.marked.Add(1)
+			asked++
+		}
+	}
+	s.openMu.Unlock()
+	s.shed.WithLabelValues(reason).Add(float64(asked))
+	return asked
+}
 
 // Start binds the listener and serves in the background.
 func (s *Server) Start(ctx context.Context) error {

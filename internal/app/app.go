@@ -206,7 +206,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			balance.Run(bctx, b, a.replicas, a.forward, a.set.Logger.With("listener", "forward"))
+			ls := []balance.Listener{{Name: "forward", Shedder: a.forward, Announced: func(r queue.Replica) int { return r.ForwardConnections }}}
+			if a.http != nil {
+				ls = append(ls, balance.Listener{Name: "http", Shedder: a.http, Announced: func(r queue.Replica) int { return r.HTTPConnections }})
+			}
+			balance.Run(bctx, b, a.replicas, a.set.Logger, ls...)
 		}()
 		a.stopBalance = func() { cancel(); <-done }
 	}
