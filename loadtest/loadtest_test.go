@@ -383,3 +383,36 @@ func TestPrintBenchRatios(t *testing.T) {
 		t.Errorf("a ratio for a scenario without a peer:\n%s", out.String())
 	}
 }
+
+// With -resend, a forwarder whose connection sluice closes before the ack
+// (here: every connection closes after about a second) reconnects and sends
+// the same chunk again, as Fluent Bit does: every acknowledged record is in
+// the sink once, and no record was stored without its chunk being
+// acknowledged in the end.
+func TestResendAfterClose(t *testing.T) {
+	a, out := sluice(t, func(c *config.Config) { c.Forward.MaxConnectionAge = time.Second })
+	cfg := Config{Protocol: "forward", Addr: a.ForwardAddr().String(), Mode: "packed", Ack: true, Resend: true,
+		Connections: 4, Duration: 3 * time.Second, Rate: 2000, ChunkRecords: 50, Workload: Workload{Nginx: 1}}
+	cfg.SetDefaults()
+	rep, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resent := 0
+	for status, n := range rep.Status {
+		if strings.HasPrefix(status, "resent after ") {
+			resent += n
+		}
+	}
+	if resent == 0 {
+		t.Fatalf("no chunk was sent again, with connections closing every second: %v", rep.Status)
+	}
+	v, err := Verify(context.Background(), rep, Target{FileDir: out}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK() || v.Extra != 0 || v.Acked == 0 {
+		t.Fatalf("%d chunks resent; %s", resent, v)
+	}
+	t.Logf("%d chunks resent after a close; %s", resent, v)
+}

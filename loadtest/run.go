@@ -35,6 +35,11 @@ type Config struct {
 	Mode string `yaml:"mode"`
 	// Ack asks for Forward acknowledgements (require_ack_response).
 	Ack bool `yaml:"ack"`
+	// Resend makes a forwarder behave like Fluent Bit's forward output
+	// when its connection fails or closes before the ack: it reconnects
+	// and sends the same chunk, with the same chunk id, until it is
+	// acknowledged (or the run ends). Without it the chunk is given up.
+	Resend bool `yaml:"resend"`
 	// Records is the total (-n); Duration (-z) runs for a time instead.
 	Records  int           `yaml:"records"`
 	Duration time.Duration `yaml:"duration"`
@@ -258,18 +263,25 @@ func (w *worker) run(ctx context.Context, cfg *Config, enc *encoder, reqs []*req
 		var status string
 		var err error
 		if cfg.Protocol == "forward" {
-			if conn == nil {
-				if conn, err = dial(cfg); err != nil {
-					status = "dial error"
-					conn = nil
+			for {
+				if conn == nil {
+					if conn, err = dial(cfg); err != nil {
+						status = "dial error"
+						conn = nil
+					}
 				}
-			}
-			if conn != nil {
-				status, err = sendForward(conn, cfg, payload, chunk)
-				if err != nil {
-					conn.Close()
-					conn = nil
+				if conn != nil {
+					status, err = sendForward(conn, cfg, payload, chunk)
+					if err != nil {
+						conn.Close()
+						conn = nil
+					}
 				}
+				if err == nil || !cfg.Resend || !cfg.Ack || ctx.Err() != nil {
+					break
+				}
+				w.status["resent after "+status]++
+				time.Sleep(20 * time.Millisecond)
 			}
 		} else {
 			status, err = postHTTP(ctx, client, cfg, r, &body, zw)

@@ -93,6 +93,7 @@ func run() int {
 	flag.Float64Var(&c.Rate, "q", 0, "records per second per connection (0: no limit)")
 	flag.DurationVar(&c.Timeout, "t", 20*time.Second, "timeout of each ack or response")
 	flag.BoolVar(&c.Ack, "ack", false, "forward: wait for each chunk's ack (require_ack_response)")
+	flag.BoolVar(&c.Resend, "resend", false, "forward with -ack: on a closed or failed connection, reconnect and send the unacknowledged chunk again (as Fluent Bit does)")
 	flag.IntVar(&c.ChunkRecords, "chunk", 1000, "records per chunk or request")
 	flag.BoolVar(&c.Gzip, "gzip", false, "http: gzip the bodies")
 	flag.StringVar(&c.SharedKey, "shared-key", "", "forward: the shared key of the handshake")
