@@ -27,6 +27,9 @@ type Scenario struct {
 	// Sink is where the records go: "" the file sink, SinkES the
 	// Elasticsearch sink into VictoriaLogs.
 	Sink string
+	// Cluster runs the scenario on three replicas behind a balancer
+	// (benchCluster).
+	Cluster bool
 }
 
 // SinkES is a scenario's Sink for the Elasticsearch bulk API of a
@@ -39,22 +42,25 @@ const SinkES = "es"
 func BenchScenarios() []Scenario {
 	nginx := Workload{Nginx: 1, Pods: 20, NginxBytes: 180}
 	return []Scenario{
-		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, "", ""},
-		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "", ""},
-		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, "", ""},
-		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, "", ""},
-		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, "", ""},
-		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", ""},
-		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, "", ""},
-		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, "", ""},
+		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false},
+		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false},
+		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, "", "", false},
+		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, "", "", false},
+		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, "", "", false},
+		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", "", false},
+		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, "", "", false},
+		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, "", "", false},
 		// A fleet: many forwarders, each sending one 20-record chunk a second.
-		{"fleet, 100 conn x 20 rec/s", fleet(100), "", ""},
-		{"fleet, 1000 conn x 20 rec/s", fleet(1000), "", ""},
-		{"fleet, 2000 conn x 20 rec/s", fleet(2000), "", ""},
+		{"fleet, 100 conn x 20 rec/s", fleet(100), "", "", false},
+		{"fleet, 1000 conn x 20 rec/s", fleet(1000), "", "", false},
+		{"fleet, 2000 conn x 20 rec/s", fleet(2000), "", "", false},
 		// The cost of multiline joining on lines that start no group.
-		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java", ""},
+		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java", "", false},
 		// Forward in, the Elasticsearch sink out, into VictoriaLogs.
-		{"forward packed, ack, 4 conn, elasticsearch", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", SinkES},
+		{"forward packed, ack, 4 conn, elasticsearch", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", SinkES, false},
+		// Balancing: 12 forwarders, one replica, then three, then two.
+		{"cluster, 12 forwarders, 1 -> 3 -> 2 replicas", Config{Protocol: "forward", Mode: "packed", Ack: true, Resend: true,
+			Connections: clusterForwarders, Rate: 2000, ChunkRecords: 100, Duration: 30 * time.Second, Workload: nginx}, "", "", true},
 	}
 }
 
@@ -84,6 +90,8 @@ type BenchRow struct {
 	// Runs of the scenario, and their slowest and fastest acked rates.
 	Runs               int
 	AckedMin, AckedMax float64
+	// Cluster holds the cluster scenario's own figures.
+	Cluster *ClusterFigures
 }
 
 // BenchOptions are what Bench runs beside sluice, and how often.
@@ -123,6 +131,18 @@ func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOpti
 			if o.Progress != nil {
 				fmt.Fprintf(o.Progress, "%s: skipped (no VictoriaLogs binary: run .ci/victoria-logs)\n", sc.Name)
 			}
+			continue
+		}
+		if sc.Cluster {
+			runs := make([]BenchRow, 0, max(o.Count, 1))
+			for range max(o.Count, 1) {
+				row, err := benchCluster(ctx, sluice, sc, o)
+				if err != nil {
+					return rows, fmt.Errorf("%s: %w", sc.Name, err)
+				}
+				runs = append(runs, row)
+			}
+			rows = append(rows, medianRow(runs))
 			continue
 		}
 		aggs := []aggregator{{name: "sluice", start: startSluice(sluice)}}
@@ -412,6 +432,12 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 		cmp = append(cmp, fmt.Sprintf("| %s | %s | %.2f | %s | %.2f | %.2f |", r.Name, r.Aggregator, s.AckedPerSec/r.AckedPerSec, e2e,
 			float64(s.CPUPerRecord)/float64(r.CPUPerRecord), float64(s.PeakRSS)/float64(r.PeakRSS)))
 	}
+	for _, r := range rows {
+		if f := r.Cluster; f != nil {
+			fmt.Fprintf(w, "\n%s: 4/4/4 %s after two replicas joined; shares of the records over the next 5 s %.0f%% / %.0f%% / %.0f%%; %d connections shed to balance; the stopped replica's forwarders moved in %s; %d lost, %d duplicated\n",
+				r.Name, durationOr(f.Balanced, "not reached"), 100*f.Shares[0], 100*f.Shares[1], 100*f.Shares[2], f.Shed, durationOr(f.Moved, "(not within 30 s)"), r.Lost, r.Dups)
+		}
+	}
 	if len(cmp) > 0 {
 		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS):")
 		fmt.Fprintln(w, "\n| scenario | peer | acked | end to end | CPU per record | peak RSS |")
@@ -420,6 +446,13 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 			fmt.Fprintln(w, l)
 		}
 	}
+}
+
+func durationOr(d time.Duration, none string) string {
+	if d == 0 {
+		return none
+	}
+	return d.Round(100 * time.Millisecond).String()
 }
 
 func cpuModel() string {

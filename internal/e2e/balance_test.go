@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,74 +16,8 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/loadtest"
 )
-
-// rrBalancer is a round-robin TCP balancer in front of the replicas'
-// Forward ports, as kube-proxy is in front of a Service: it spreads new
-// connections only, and skips a backend that refuses.
-type rrBalancer struct {
-	ln       net.Listener
-	mu       sync.Mutex
-	backends []string
-	next     int
-	wg       sync.WaitGroup
-}
-
-func startBalancer(t *testing.T) *rrBalancer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &rrBalancer{ln: ln}
-	b.wg.Add(1)
-	go b.serve()
-	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
-	return b
-}
-
-func (b *rrBalancer) set(backends ...string) {
-	b.mu.Lock()
-	b.backends = backends
-	b.mu.Unlock()
-}
-
-func (b *rrBalancer) serve() {
-	defer b.wg.Done()
-	for {
-		in, err := b.ln.Accept()
-		if err != nil {
-			return
-		}
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
-			defer in.Close()
-			var out net.Conn
-			b.mu.Lock()
-			n := len(b.backends)
-			b.mu.Unlock()
-			for range n {
-				b.mu.Lock()
-				addr := b.backends[b.next%len(b.backends)]
-				b.next++
-				b.mu.Unlock()
-				if out, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
-					break
-				}
-			}
-			if out == nil {
-				return
-			}
-			defer out.Close()
-			done := make(chan struct{}, 2)
-			go func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-			go func() { io.Copy(in, out); in.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-			<-done
-			<-done
-		}()
-	}
-}
 
 // A replica's connections spread over replicas that start later (issue 18,
 // points 2 and 3): twelve forwarders connect through a round-robin balancer
@@ -101,9 +33,13 @@ func TestBalanceSpreadsConnections(t *testing.T) {
 	srv := repStartNATS(t)
 	out := t.TempDir()
 	const cluster = "cluster: {announce_interval: 200ms, ttl: 2s, balance: {interval: 1s}}\n"
-	lb := startBalancer(t)
+	lb, err := loadtest.NewBalancer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
 	a := repStartReplica(t, "ba", srv.ClientURL(), out, cluster)
-	lb.set(a.forward)
+	lb.Set(a.forward)
 
 	const forwarders, perChunk = 12, 5
 	ctx, cancel := context.WithCancel(context.Background())
@@ -122,7 +58,7 @@ func TestBalanceSpreadsConnections(t *testing.T) {
 			}()
 			for n := 0; ctx.Err() == nil; {
 				if conn == nil {
-					c, err := forwardtest.Dial(lb.ln.Addr().String())
+					c, err := forwardtest.Dial(lb.Addr())
 					if err != nil {
 						time.Sleep(50 * time.Millisecond)
 						continue
@@ -161,7 +97,7 @@ func TestBalanceSpreadsConnections(t *testing.T) {
 
 	b := repStartReplica(t, "bb", srv.ClientURL(), out, cluster)
 	c := repStartReplica(t, "bc", srv.ClientURL(), out, cluster)
-	lb.set(a.forward, b.forward, c.forward)
+	lb.Set(a.forward, b.forward, c.forward)
 	started := time.Now()
 	deadline := started.Add(30 * time.Second)
 	within1 := false
@@ -206,7 +142,7 @@ func TestBalanceSpreadsConnections(t *testing.T) {
 	}
 
 	// Scale-in: c stops; its forwarders move to a and b.
-	lb.set(a.forward, b.forward)
+	lb.Set(a.forward, b.forward)
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
