@@ -246,22 +246,34 @@ func startSluice(bin string) func(ctx context.Context, dir string, sc Scenario, 
 			cfg += fmt.Sprintf("sinks: [{name: es, elasticsearch: {urls: [%q]}}]\n", vl+"/insert/elasticsearch")
 			target = &Target{VictoriaLogsURL: vl}
 		}
-		if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o600); err != nil {
+		s, err := runSluice(ctx, bin, dir, cfg, ports)
+		if err != nil {
 			return nil, err
 		}
-		cmd := exec.Command(bin, "-config", "sluice.yaml")
-		cmd.Dir = dir
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		s := &server{cmd: cmd, forward: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d", ports[1]), target: target}
-		if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
-			s.stop()
-			return nil, fmt.Errorf("sluice: %w", err)
-		}
+		s.target = target
 		return s, nil
 	}
+}
+
+// runSluice writes cfg to dir/sluice.yaml, runs bin on it in dir and waits
+// until its API (on ports[2]) is ready; ports[0] and ports[1] are its
+// Forward and HTTP ports.
+func runSluice(ctx context.Context, bin, dir, cfg string, ports []int) (*server, error) {
+	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-config", "sluice.yaml")
+	cmd.Dir = dir
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, forward: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
+	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("sluice: %w", err)
+	}
+	return s, nil
 }
 
 func freePorts(n int) ([]int, error) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -171,21 +170,11 @@ log: {level: warn}
 cluster: {announce_interval: 200ms, ttl: 2s, balance: {interval: 1s}}
 sinks: [{name: file, file: {path: %q, prefix: %q}}]
 `, natsURL, ports[0], ports[1], ports[2], out, "bench-"+name)
-	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(cfg), 0o600); err != nil {
-		return nil, err
+	srv, err := runSluice(ctx, bin, dir, cfg, ports)
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: %w", name, err)
 	}
-	cmd := exec.Command(bin, "-config", "sluice.yaml")
-	cmd.Dir = dir
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	r := &clusterReplica{srv: &server{cmd: cmd, forward: fmt.Sprintf("127.0.0.1:%d", ports[0])}, api: fmt.Sprintf("http://127.0.0.1:%d", ports[2])}
-	if err := waitHTTP(ctx, r.api+"/readyz"); err != nil {
-		r.srv.stop()
-		return nil, fmt.Errorf("sluice %s: %w", name, err)
-	}
-	return r, nil
+	return &clusterReplica{srv: srv, api: fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, nil
 }
 
 // conns is the replica's open Forward connections, -1 when it does not

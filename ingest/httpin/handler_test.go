@@ -566,16 +566,23 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func TestServer(t *testing.T) {
+// startIngestServer serves a Handler over memPub on a loopback port.
+func startIngestServer(t *testing.T) (*Server, *memPub) {
+	t.Helper()
 	cfg := Config{Listen: "127.0.0.1:0"}
 	cfg.SetDefaults()
 	pub := &memPub{}
 	h := NewHandler(cfg, pub, component.Settings{})
-	defer h.Close()
+	t.Cleanup(h.Close)
 	s := NewServer(cfg, h, component.Settings{})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return s, pub
+}
+
+func TestServer(t *testing.T) {
+	s, pub := startIngestServer(t)
 	res, err := http.Post("http://"+s.Addr().String()+"/app", "application/json", strings.NewReader(`{"a":1}`))
 	if err != nil {
 		t.Fatal(err)
@@ -599,15 +606,7 @@ func TestServer(t *testing.T) {
 // on each says Connection: close and the connection ends; the others stay.
 // Marked connections no longer count toward Connections.
 func TestServerShed(t *testing.T) {
-	cfg := Config{Listen: "127.0.0.1:0"}
-	cfg.SetDefaults()
-	pub := &memPub{}
-	h := NewHandler(cfg, pub, component.Settings{})
-	defer h.Close()
-	s := NewServer(cfg, h, component.Settings{})
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := startIngestServer(t)
 	defer s.Shutdown(context.Background())
 	url := "http://" + s.Addr().String() + "/app"
 	clients := make([]*http.Client, 3)

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/loadtest"
@@ -157,15 +154,7 @@ func TestBalanceSpreadsConnections(t *testing.T) {
 	// Every acknowledged record once: the sink consumer drains, then the
 	// files of all three replicas hold each acknowledged seq exactly once
 	// (a chunk sent again after a close is deduplicated by its id).
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := repJetStream(t, srv.ClientURL())
 	repWaitDrained(t, js, 30*time.Second)
 	seen := map[int]int{}
 	for _, p := range []string{"rep-ba", "rep-bb", "rep-bc"} {

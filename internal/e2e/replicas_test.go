@@ -21,7 +21,6 @@ import (
 
 	"github.com/fluent/fluent-logger-golang/fluent"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicelog/sluice/internal/forwardtest"
@@ -60,15 +59,7 @@ func TestReplicasShareConsumerAndSurviveKill9(t *testing.T) {
 	t.Logf("nats-server and two replicas up after %v (a: forward %s api %s; b: forward %s api %s)",
 		time.Since(start).Round(time.Millisecond), repA.forward, repA.api, repB.forward, repB.api)
 
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := repJetStream(t, srv.ClientURL())
 
 	// Dedup across replicas: the same chunk (same id, same bytes) to A, then
 	// to B, as a forwarder resends to another replica behind a Service after
@@ -363,6 +354,14 @@ func repStartNATS(t *testing.T) *server.Server {
 		srv.WaitForShutdown()
 	})
 	return srv
+}
+
+// repJetStream connects to the nats-server at url for the test's own
+// look at the streams.
+func repJetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	_, js := clAdmin(t, []string{url})
+	return js
 }
 
 // repProc is one sluice process.
