@@ -4,6 +4,9 @@
 //	sluice -config sluice.yaml     # or SLUICE_CONFIG=sluice.yaml sluice
 //	sluice -check -config sluice.yaml
 //	sluice -probe http://127.0.0.1:8080/readyz   # a health check for images without curl
+//	sluice status [--api URL] [--token T] [-o json]
+//	sluice rewind SINK --seq N | --time 2026-12-05T07:00:00Z
+//	sluice dlq ls SINK | dlq show SEQ | dlq replay SINK
 package main
 
 import (
@@ -14,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 	_ "time/tzdata" // index and object names in any time zone, also in images without zoneinfo
@@ -29,6 +33,13 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		if os.Args[1] == "help" {
+			fmt.Print(commandsUsage)
+			return 0
+		}
+		return runCommand(os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
+	}
 	path := flag.String("config", os.Getenv("SLUICE_CONFIG"), "YAML configuration file (default: $SLUICE_CONFIG, else built-in defaults)")
 	check := flag.Bool("check", false, "validate the configuration and exit")
 	probe := flag.String("probe", "", "GET this URL and exit 0 on a 2xx answer, 1 otherwise (container health checks)")

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/internal/app"
+	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/sinks/file"
+)
+
+// startSluice runs sluice in the test with an API token.
+func startSluice(t *testing.T, token string) *app.App {
+	t.Helper()
+	c := &config.Config{}
+	c.NATS.Embedded.StoreDir = t.TempDir()
+	c.Forward.Listen, c.HTTP.Listen, c.API.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	c.API.Auth.Tokens = []string{token}
+	off := false
+	c.Enrich.Enabled = &off
+	c.Sinks = []config.SinkConfig{{Name: "file", File: &file.Config{Path: t.TempDir()}}}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := app.New(c, component.Settings{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = a.Shutdown(ctx)
+	})
+	return a
+}
+
+// sluiceCmd runs an operator command and returns its exit code and output.
+func sluiceCmd(args ...string) (int, string, string) {
+	var out, errOut strings.Builder
+	code := runCommand(args[0], args[1:], &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// The operator commands over a real sluice's API: status as JSON and as a
+// table, rewind, the dead-letter commands, and the errors an operator
+// meets: a bad token, an unknown sink, an API that is not there.
+func TestOperatorCommands(t *testing.T) {
+	a := startSluice(t, "s3cret")
+	base := "http://" + a.APIAddr().String()
+	conn, err := forwardtest.Dial(a.ForwardAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SendAck(forwardtest.Packed("app", forwardtest.Entry(time.Now(), map[string]any{"log": "hi"}), forwardtest.Options{Chunk: "c1"}), "c1", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := sluiceCmd("status", "--api", base, "--token", "s3cret", "-o", "json")
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, errOut)
+	}
+	var st api.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if len(st.Sinks) != 1 || st.Sinks[0].Name != "file" || st.Stream.LastSeq < 1 || len(st.Replicas) != 1 {
+		t.Errorf("status: %+v", st)
+	}
+	code, out, _ = sluiceCmd("status", "--api", base, "--token", "s3cret", "-o", "table")
+	if code != 0 || !strings.Contains(out, "SINK") || !strings.Contains(out, "file") || !strings.Contains(out, "REPLICA") || !strings.Contains(out, "(this)") {
+		t.Errorf("status table: %d\n%s", code, out)
+	}
+
+	t.Setenv("SLUICE_API_TOKEN", "s3cret")
+	code, out, errOut = sluiceCmd("rewind", "file", "--api", base, "--seq", "1", "-o", "table")
+	if code != 0 || !strings.Contains(out, "from stream sequence 1") {
+		t.Errorf("rewind: %d %q %q", code, out, errOut)
+	}
+	code, out, _ = sluiceCmd("dlq", "ls", "file", "--api", base, "-o", "json")
+	if code != 0 || strings.TrimSpace(out) != "[]" && strings.TrimSpace(out) != "null" {
+		t.Errorf("dlq ls: %d %q", code, out)
+	}
+	code, out, _ = sluiceCmd("dlq", "replay", "file", "--api", base, "-o", "table")
+	if code != 0 || !strings.Contains(out, "0 dead letters") {
+		t.Errorf("dlq replay: %d %q", code, out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"status", "--api", base, "--token", "wrong"}, 1, "refused the token"},
+		{[]string{"rewind", "nosuch", "--api", base, "--seq", "1"}, 1, `sink "nosuch": not found`},
+		{[]string{"dlq", "show", "999", "--api", base}, 1, "not found"},
+		{[]string{"status", "--api", "http://" + closedAddr(t)}, 1, "cannot reach the sluice API"},
+		{[]string{"rewind", "file", "--api", base}, 2, "exactly one of --seq and --time"},
+		{[]string{"status", "--api", "localhost:8080"}, 2, "want http://host:port"},
+		{[]string{"nosuch"}, 2, "unknown command"},
+	} {
+		code, _, errOut := sluiceCmd(tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
