@@ -181,8 +181,12 @@ func cmdStatus(c *cli, _ *cmdFlags, args []string) error {
 	if s.MaxBytes > 0 {
 		fill = fmt.Sprintf(" (%.1f%% of %s)", 100*float64(s.Bytes)/float64(s.MaxBytes), bytesText(uint64(s.MaxBytes)))
 	}
-	fmt.Fprintf(c.out, "stream %s: %d messages, %s%s, sequences %d–%d, %s retention, JetStream connected: %v\n\n",
-		s.Name, s.Messages, bytesText(s.Bytes), fill, s.FirstSeq, s.LastSeq, s.Retention, s.Connected)
+	seqs := "empty"
+	if s.Messages > 0 {
+		seqs = fmt.Sprintf("sequences %d–%d", s.FirstSeq, s.LastSeq)
+	}
+	fmt.Fprintf(c.out, "stream %s: %d messages, %s%s, %s, %s retention, JetStream connected: %v\n\n",
+		s.Name, s.Messages, bytesText(s.Bytes), fill, seqs, s.Retention, s.Connected)
 	var rows [][]string
 	for _, l := range st.Listeners {
 		rows = append(rows, []string{l.Name, l.Addr, strconv.Itoa(l.Connections)})
