@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluicelog/sluice/api/tap"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/tlsconfig"
 )
@@ -84,6 +85,10 @@ type Deps struct {
 	// Ingest, when set, is mounted at /v1/ingest/ with its own auth (the
 	// API token does not apply to it).
 	Ingest http.Handler
+	// Tap, when set, serves /v1/tap for the stages "ingest" and TapStages
+	// (the sinks' names).
+	Tap       *tap.Hub
+	TapStages []string
 }
 
 // New returns the API server; cfg must be valid.
@@ -112,6 +117,9 @@ func New(cfg Config, deps Deps, set component.Settings) (*Server, error) {
 		r.Handle("/metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
 		if deps.Operator != nil {
 			s.mountOperator(r, deps.Operator)
+		}
+		if deps.Tap != nil {
+			s.mountTap(r, deps.Tap, deps.TapStages)
 		}
 		if cfg.Pprof {
 			r.Mount("/debug", middleware.Profiler())

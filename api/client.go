@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -67,6 +68,18 @@ func (e *ClientError) Error() string {
 	return fmt.Sprintf("the API answered %d: %s", e.Status, e.Message)
 }
 
+// clientError is the API's refusal, with the text of its {"error": ...}.
+func clientError(status int, body []byte) *ClientError {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	return &ClientError{Status: status, Message: msg}
+}
+
 // ErrUnreachable wraps a failure to reach the API at all.
 var ErrUnreachable = errors.New("cannot reach the sluice API")
 
@@ -96,20 +109,51 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<20))
 	if res.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(raw))
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		return &ClientError{Status: res.StatusCode, Message: msg}
+		return clientError(res.StatusCode, raw)
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("the API's answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// Tap streams live records at a stage (GET /v1/tap) to line, one JSON line
+// each, until the tap's limit, ctx ends, or line returns an error.
+func (c *Client) Tap(ctx context.Context, stage string, match []string, condition string, limit int, rate float64, line func([]byte) error) error {
+	q := url.Values{"stage": {stage}, "match": match, "condition": {condition},
+		"limit": {strconv.Itoa(limit)}, "rate": {strconv.FormatFloat(rate, 'f', -1, 64)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/tap?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	// A tap lasts as long as the operator watches: no overall timeout.
+	res, err := (&http.Client{Transport: c.http.Transport}).Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%w at %s (is sluice running, and is --api right?): %v", ErrUnreachable, c.base, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+		return clientError(res.StatusCode, raw)
+	}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		if err := line(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return err
 	}
 	return nil
 }

@@ -64,6 +64,9 @@ type RunnerConfig struct {
 	// the record as it came in (e.g. with secrets redacted): it appends a
 	// [time, record] entry for e to dst.
 	Scrub func(dst []byte, e chunk.Entry) []byte
+	// Observe, when set, sees each batch once, just before its first
+	// write (the tap); it must not block or keep the records.
+	Observe func(recs []Record)
 }
 
 // Transform rewrites a record: it appends the new msgpack record to dst and
@@ -717,6 +720,9 @@ func (r *Runner) ack(m *message) {
 // deliver writes records until each is delivered or dead. It gives up only
 // when the runner stops hard, leaving the rest unacknowledged.
 func (r *Runner) deliver(recs []Record) {
+	if r.cfg.Observe != nil {
+		r.cfg.Observe(recs)
+	}
 	attempt := 0
 	for len(recs) > 0 {
 		attempt++

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -24,6 +26,7 @@ var commands = map[string]func(c *cli, f *cmdFlags, args []string) error{
 	"status": cmdStatus,
 	"rewind": cmdRewind,
 	"dlq":    cmdDLQ,
+	"tap":    cmdTap,
 }
 
 const commandsUsage = `usage:
@@ -33,6 +36,8 @@ const commandsUsage = `usage:
   sluice dlq ls SINK [--from N] [--limit N]  list a sink's dead letters
   sluice dlq show SEQ                        one dead letter, with its record
   sluice dlq replay SINK [--limit N]         write a sink's dead letters to it again
+  sluice tap [--stage ingest|SINK] [--match 'kube.**'] [--condition EXPR] [--limit N] [--rate R]
+                                             live records, as ingest stored them or as a sink receives them
 
 common flags: --api URL ($SLUICE_API, else http://127.0.0.1:8080), --token TOKEN
 ($SLUICE_API_TOKEN), --ca FILE (a CA for an https API), -o table|json
@@ -96,11 +101,21 @@ func runCommand(name string, args []string, out, errOut io.Writer) int {
 
 // cmdFlags holds the flags of the commands.
 type cmdFlags struct {
-	seq   uint64
-	at    string
-	from  uint64
-	limit int
+	seq       uint64
+	at        string
+	from      uint64
+	limit     int
+	stage     string
+	match     stringList
+	condition string
+	rate      float64
 }
+
+// stringList is a flag that may be given more than once.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // commandFlags binds the flags of command name to fs.
 func commandFlags(name string, fs *flag.FlagSet) *cmdFlags {
@@ -112,6 +127,12 @@ func commandFlags(name string, fs *flag.FlagSet) *cmdFlags {
 	case "dlq":
 		fs.Uint64Var(&f.from, "from", 0, "")
 		fs.IntVar(&f.limit, "limit", 100, "")
+	case "tap":
+		fs.StringVar(&f.stage, "stage", "ingest", "")
+		fs.Var(&f.match, "match", "")
+		fs.StringVar(&f.condition, "condition", "", "")
+		fs.IntVar(&f.limit, "limit", 0, "")
+		fs.Float64Var(&f.rate, "rate", 0, "")
 	}
 	return f
 }
@@ -309,4 +330,33 @@ func bytesText(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// cmdTap streams live records until the limit or Ctrl-C: NDJSON for
+// scripts, "time tag record" lines on a terminal.
+func cmdTap(c *cli, f *cmdFlags, args []string) error {
+	if len(args) != 0 {
+		return usage("tap takes no arguments, only flags")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.client.Tap(ctx, f.stage, f.match, f.condition, f.limit, f.rate, func(line []byte) error {
+		if c.json {
+			_, err := fmt.Fprintf(c.out, "%s\n", line)
+			return err
+		}
+		var rec map[string]json.RawMessage
+		if json.Unmarshal(line, &rec) != nil {
+			_, err := fmt.Fprintf(c.out, "%s\n", line)
+			return err
+		}
+		var ts, tag string
+		_ = json.Unmarshal(rec["@timestamp"], &ts)
+		_ = json.Unmarshal(rec["tag"], &tag)
+		delete(rec, "@timestamp")
+		delete(rec, "tag")
+		body, _ := json.Marshal(rec)
+		_, err := fmt.Fprintf(c.out, "%s %s %s\n", ts, tag, body)
+		return err
+	})
 }

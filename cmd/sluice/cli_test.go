@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -126,4 +128,85 @@ func closedAddr(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// sluice tap streams what a sink receives, up to its limit, and a tap
+// ends when its client goes.
+func TestTapCommand(t *testing.T) {
+	a := startSluice(t, "s3cret")
+	base := "http://" + a.APIAddr().String()
+	t.Setenv("SLUICE_API_TOKEN", "s3cret")
+	sessions := func() string { return metricValue(t, base, "sluice_tap_sessions") }
+	type result struct {
+		code     int
+		out, err string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errOut := sluiceCmd("tap", "--api", base, "--stage", "file", "--match", "app.**", "--limit", "3", "-o", "json")
+		done <- result{code, out, errOut}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for sessions() != "1" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := forwardtest.Dial(a.ForwardAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var p []byte
+	for i := range 5 {
+		p = append(p, forwardtest.Entry(time.Now(), map[string]any{"n": i})...)
+	}
+	for _, tag := range []string{"other", "app.web"} {
+		if err := conn.SendAck(forwardtest.Packed(tag, p, forwardtest.Options{Chunk: tag}), tag, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("tap did not end at its limit")
+	}
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if r.code != 0 || len(lines) != 3 {
+		t.Fatalf("tap: exit %d, %d lines %q, %s", r.code, len(lines), r.out, r.err)
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["tag"] != "app.web" {
+			t.Errorf("tap line %q (%v)", l, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); sessions() != "0" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := sessions(); s != "0" {
+		t.Errorf("%s taps still open after the client went", s)
+	}
+	code, _, errOut := sluiceCmd("tap", "--api", base, "--stage", "nosuch", "--limit", "1")
+	if code != 1 || !strings.Contains(errOut, "not ingest or a sink's name") {
+		t.Errorf("tap on an unknown stage: %d %q", code, errOut)
+	}
+}
+
+// metricValue reads one unlabelled series from /metrics.
+func metricValue(t *testing.T, base, name string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
+		}
+	}
+	return ""
 }

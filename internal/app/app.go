@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/api/tap"
 	"github.com/sluicelog/sluice/enrich"
 	"github.com/sluicelog/sluice/enrich/kube"
 	"github.com/sluicelog/sluice/ingest/balance"
@@ -56,6 +57,8 @@ type App struct {
 	kube    *kube.Cache
 	pods    enrich.Pods // for tests: pod metadata without a cluster
 	byName  map[string]*sinks.Runner
+	// hub hands live records to taps (/v1/tap).
+	hub *tap.Hub
 	// replicas announces this replica and lists the others; stopBalance
 	// ends the balancing (nil when off).
 	replicas    *queue.Replicas
@@ -106,6 +109,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	a.hub = tap.NewHub(a.reg)
 	tm := transform.NewMetrics(a.reg)
 	global, err := transform.Compile(a.cfg.Transforms, "global", tm)
 	if err != nil {
@@ -168,6 +172,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Keep:         keep,
 			Reshape:      pipelineTransform(nil, own),
 			Scrub:        scrub,
+			Observe:      a.observe(sc.Name),
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 		}, a.set)
 		if err := r.Start(); err != nil {
@@ -176,7 +181,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.runners = append(a.runners, r)
 		a.byName[sc.Name] = r
 	}
-	a.forward = forward.New(a.cfg.Forward, a.q, a.set)
+	pub := tappingPublisher{a.q, a.hub}
+	a.forward = forward.New(a.cfg.Forward, pub, a.set)
 	if err := a.forward.Start(ctx); err != nil {
 		return err
 	}
@@ -187,7 +193,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("http.auth.%w", err)
 	}
-	a.ingest = httpin.NewHandler(httpCfg, a.q, a.set)
+	a.ingest = httpin.NewHandler(httpCfg, pub, a.set)
 	ingest := api.BearerAuth("http", tokens, api.AuthFailures(a.reg))(a.ingest)
 	if httpCfg.Listen != httpin.ListenDisabled {
 		a.http = httpin.NewServer(httpCfg, ingest, a.set)
@@ -225,8 +231,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 			{Name: "jetstream", Check: a.q.Healthy},
 			{Name: "listeners", Check: a.listenersReady},
 		},
-		Operator: operator{a},
-		Ingest:   ingest,
+		Operator:  operator{a},
+		Ingest:    ingest,
+		Tap:       a.hub,
+		TapStages: names,
 	}, a.set); err != nil {
 		return err
 	}
@@ -271,6 +279,24 @@ func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
 	}
 	a.set.Logger.Info("announced to the cluster", "replica", r.ID(), "replicas", len(r.List()))
 	return r, nil
+}
+
+// tappingPublisher offers each chunk to the ingest taps as it is stored.
+type tappingPublisher struct {
+	*queue.Queue
+	hub *tap.Hub
+}
+
+func (p tappingPublisher) Publish(c *chunk.Chunk) (chunk.Pending, error) {
+	p.hub.OfferChunk(tap.StageIngest, c)
+	return p.Queue.Publish(c)
+}
+
+// observe offers a sink's batches to its taps.
+func (a *App) observe(sink string) func([]sinks.Record) {
+	return func(recs []sinks.Record) {
+		a.hub.Offer(sink, len(recs), func(i int) (string, chunk.Entry) { return recs[i].Tag, recs[i].Entry })
+	}
 }
 
 // preparer is a sink with work to do before its first write.
