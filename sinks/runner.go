@@ -962,3 +962,37 @@ func (r *Runner) ReplayDeadLetters(ctx context.Context, store DeadLetterStore, m
 	}
 	return replayed, nil
 }
+
+// Process runs records through the stages a runner with this configuration
+// applies before its sink: MatchTag, Transform, Keep, Reshape, in that order,
+// with the same functions. It is for checking a configuration (config tests):
+// it allocates freely and counts nothing.
+func (c *RunnerConfig) Process(ctx context.Context, recs []Record) []Record {
+	var out []Record
+	for _, rec := range recs {
+		if c.MatchTag != nil && !c.MatchTag(rec.Tag) {
+			continue
+		}
+		keep := true
+		if c.Transform != nil {
+			var b []byte
+			if b, keep = c.Transform(ctx, nil, &rec); keep {
+				rec.Record = b
+			}
+		}
+		if keep && c.Keep != nil {
+			ok, err := c.Keep(rec.Tag, rec.Record)
+			keep = err == nil && ok
+		}
+		if keep && c.Reshape != nil {
+			var b []byte
+			if b, keep = c.Reshape(ctx, nil, &rec); keep {
+				rec.Record = b
+			}
+		}
+		if keep {
+			out = append(out, rec)
+		}
+	}
+	return out
+}

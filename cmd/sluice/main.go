@@ -2,7 +2,7 @@
 // in between, sinks out. Run it with no flags to start on embedded defaults.
 //
 //	sluice -config sluice.yaml     # or SLUICE_CONFIG=sluice.yaml sluice
-//	sluice -check -config sluice.yaml
+//	sluice check -config sluice.yaml   # validate, and run the tests: in the file
 //	sluice -probe http://127.0.0.1:8080/readyz   # a health check for images without curl
 //	sluice status [--api URL] [--token T] [-o json]
 //	sluice rewind SINK --seq N | --time 2026-12-05T07:00:00Z
@@ -34,28 +34,35 @@ func main() {
 
 func run() int {
 	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
-		if os.Args[1] == "help" {
+		switch os.Args[1] {
+		case "help":
 			fmt.Print(commandsUsage)
 			return 0
+		case "check":
+			fs := flag.NewFlagSet("sluice check", flag.ContinueOnError)
+			path := fs.String("config", os.Getenv("SLUICE_CONFIG"), "YAML configuration file")
+			if err := fs.Parse(os.Args[2:]); err != nil {
+				return 2
+			}
+			return check(*path, os.Stdout, os.Stderr)
 		}
 		return runCommand(os.Args[1], os.Args[2:], os.Stdout, os.Stderr)
 	}
 	path := flag.String("config", os.Getenv("SLUICE_CONFIG"), "YAML configuration file (default: $SLUICE_CONFIG, else built-in defaults)")
-	check := flag.Bool("check", false, "validate the configuration and exit")
+	checkOnly := flag.Bool("check", false, "validate the configuration, run its tests, and exit (as `sluice check`)")
 	probe := flag.String("probe", "", "GET this URL and exit 0 on a 2xx answer, 1 otherwise (container health checks)")
 	flag.Parse()
 	if *probe != "" {
 		return probeURL(*probe, os.Stderr)
 	}
 
+	if *checkOnly {
+		return check(*path, os.Stdout, os.Stderr)
+	}
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluice:", err)
 		return 2
-	}
-	if *check {
-		fmt.Println("configuration ok:", cfg.Summary())
-		return 0
 	}
 	log := app.NewLogger(cfg.Log, os.Stderr)
 	switch limit, src, err := memlimit.Apply(int64(cfg.MemoryLimit)); {
@@ -81,6 +88,34 @@ func run() int {
 		log.Error("shutdown incomplete", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// check validates the configuration at path and runs its tests: 0 when it
+// is valid and every test passes, 1 when a test fails, 2 when the
+// configuration is not valid.
+func check(path string, out, errOut io.Writer) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(errOut, "sluice:", err)
+		return 2
+	}
+	fmt.Fprintln(out, "configuration ok:", cfg.Summary())
+	if len(cfg.Tests) == 0 {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	failed, err := app.RunTests(ctx, cfg, out)
+	if err != nil {
+		fmt.Fprintln(errOut, "sluice:", err)
+		return 2
+	}
+	if failed > 0 {
+		fmt.Fprintf(out, "%d of %d tests failed\n", failed, len(cfg.Tests))
+		return 1
+	}
+	fmt.Fprintf(out, "%d tests passed\n", len(cfg.Tests))
 	return 0
 }
 

@@ -139,42 +139,21 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		match, err := route.Compile(sc.Match)
+		stages, err := sinkStages(sc, reshape, global, tm)
 		if err != nil {
-			return fmt.Errorf("sink %s: match: %w", sc.Name, err)
+			return err
 		}
-		own, err := transform.Compile(sc.Transforms, sc.Name, tm)
-		if err != nil {
-			return fmt.Errorf("sinks: %s: transforms%w", sc.Name, err)
-		}
-		var scrub func([]byte, chunk.Entry) []byte
-		if global.Redacts() || own.Redacts() {
-			// Dead letters keep the record as it came in: with every
-			// redact rule applied to every string, so no secret survives.
-			scrub = func(dst []byte, e chunk.Entry) []byte { return transform.ScrubEntry(dst, e, global, own) }
-		}
-		var keep func(string, []byte) (bool, error)
-		if sc.Condition != "" {
-			cond, err := route.CompileCondition(sc.Condition)
-			if err != nil {
-				return fmt.Errorf("sink %s: condition: %w", sc.Name, err)
-			}
-			keep = cond.Eval
-		}
-		r := sinks.NewRunner(sc.Name, sink, cons, a.q, sinks.RunnerConfig{
+		rc := sinks.RunnerConfig{
 			MaxRecords: sc.Batch.MaxRecords, MaxBytes: int(sc.Batch.MaxBytes), Linger: sc.Batch.Linger,
 			Concurrency: sc.Concurrency, MaxAttempts: sc.Retry.MaxAttempts,
 			BackoffMin: sc.Retry.BackoffMin, BackoffMax: sc.Retry.BackoffMax,
 			WriteTimeout: sc.WriteTimeout, AckWait: sc.AckWait,
 			PullMessages: min(64, sc.MaxAckPending),
-			Transform:    reshape,
-			MatchTag:     match.Match,
-			Keep:         keep,
-			Reshape:      pipelineTransform(nil, own),
-			Scrub:        scrub,
 			Observe:      a.observe(sc.Name),
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
-		}, a.set)
+		}
+		rc.Transform, rc.MatchTag, rc.Keep, rc.Reshape, rc.Scrub = stages.Transform, stages.MatchTag, stages.Keep, stages.Reshape, stages.Scrub
+		r := sinks.NewRunner(sc.Name, sink, cons, a.q, rc, a.set)
 		if err := r.Start(); err != nil {
 			return err
 		}
@@ -297,6 +276,36 @@ func (a *App) observe(sink string) func([]sinks.Record) {
 	return func(recs []sinks.Record) {
 		a.hub.Offer(sink, len(recs), func(i int) (string, chunk.Entry) { return recs[i].Tag, recs[i].Entry })
 	}
+}
+
+// sinkStages builds what a sink's runner applies to its records before the
+// sink: the pipeline (enrichment, then the global transforms), the sink's
+// match and condition, its own transforms, and the scrubbing of dead
+// letters. The server and the config tests (RunTests) use it alike.
+func sinkStages(sc config.SinkConfig, pipeline sinks.Transform, global *transform.Pipeline, tm *transform.Metrics) (sinks.RunnerConfig, error) {
+	var rc sinks.RunnerConfig
+	match, err := route.Compile(sc.Match)
+	if err != nil {
+		return rc, fmt.Errorf("sink %s: match: %w", sc.Name, err)
+	}
+	own, err := transform.Compile(sc.Transforms, sc.Name, tm)
+	if err != nil {
+		return rc, fmt.Errorf("sinks: %s: transforms%w", sc.Name, err)
+	}
+	if global.Redacts() || own.Redacts() {
+		// Dead letters keep the record as it came in: with every redact
+		// rule applied to every string, so no secret survives.
+		rc.Scrub = func(dst []byte, e chunk.Entry) []byte { return transform.ScrubEntry(dst, e, global, own) }
+	}
+	if sc.Condition != "" {
+		cond, err := route.CompileCondition(sc.Condition)
+		if err != nil {
+			return rc, fmt.Errorf("sink %s: condition: %w", sc.Name, err)
+		}
+		rc.Keep = cond.Eval
+	}
+	rc.Transform, rc.MatchTag, rc.Reshape = pipeline, match.Match, pipelineTransform(nil, own)
+	return rc, nil
 }
 
 // preparer is a sink with work to do before its first write.

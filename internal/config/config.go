@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ type Config struct {
 	Sinks      []SinkConfig     `yaml:"sinks"`
 	// ShutdownTimeout bounds the orderly shutdown on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Tests are config tests: records in, what each sink must receive
+	// (`sluice check` runs them; docs/TESTS.md).
+	Tests []Test `yaml:"tests"`
 	// MemoryLimit is the memory sluice may use: the Go runtime's soft limit
 	// is set to 90% of it. 0 takes the container's cgroup limit; the
 	// GOMEMLIMIT environment variable overrides both.
@@ -57,6 +61,49 @@ type Config struct {
 type HTTPConfig struct {
 	httpin.Config `yaml:",inline"`
 	Auth          api.AuthConfig `yaml:"auth"`
+}
+
+// Test is one config test: input records go through the same multiline
+// joining, enrichment (with the test's pods), transforms and routing as in
+// the server, and each sink named in Expect must receive exactly the
+// records listed, in order.
+type Test struct {
+	Name string `yaml:"name"`
+	// Pods stand in for the cluster's pod metadata.
+	Pods []TestPod `yaml:"pods"`
+	// Input records, in the order a forwarder sends them; consecutive
+	// records with one tag travel as one chunk.
+	Input []TestRecord `yaml:"input"`
+	// Expect maps a sink's name to the records it must receive. Only the
+	// fields listed are compared (nested maps likewise; lists whole); an
+	// empty list means the sink must receive nothing.
+	Expect map[string][]map[string]any `yaml:"expect"`
+}
+
+// TestRecord is one input record.
+type TestRecord struct {
+	Tag string `yaml:"tag"`
+	// Time is the event time; zero takes 2026-01-01T00:00:00Z, so that a
+	// test's output does not depend on when it runs.
+	Time   time.Time      `yaml:"time"`
+	Record map[string]any `yaml:"record"`
+}
+
+// TestPod is a pod's metadata in a test.
+type TestPod struct {
+	Namespace   string            `yaml:"namespace"`
+	Name        string            `yaml:"name"`
+	UID         string            `yaml:"uid"`
+	Node        string            `yaml:"node"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+	Containers  []TestContainer   `yaml:"containers"`
+}
+
+// TestContainer is a container of a test pod.
+type TestContainer struct {
+	Name  string `yaml:"name"`
+	Image string `yaml:"image"`
 }
 
 // ClusterConfig is the replicas' announcements and the balancing built on
@@ -271,6 +318,28 @@ func (c *Config) Validate() error {
 	sub("cluster.balance", c.Cluster.Balance.Validate())
 	if c.HTTP.Listen != httpin.ListenDisabled && c.HTTP.Listen == c.API.Listen && !strings.HasSuffix(c.API.Listen, ":0") {
 		add("http.listen", fmt.Errorf("%q is also api.listen: HTTP ingest is served there under /v1/ingest/ anyway; use another port or off", c.HTTP.Listen))
+	}
+	for i, tc := range c.Tests {
+		path := fmt.Sprintf("tests[%d]", i)
+		if tc.Name == "" {
+			add(path+".name", errors.New("must not be empty"))
+		}
+		if len(tc.Input) == 0 {
+			add(path+".input", errors.New("must hold at least one record"))
+		}
+		for j, in := range tc.Input {
+			if in.Tag == "" {
+				add(fmt.Sprintf("%s.input[%d].tag", path, j), errors.New("must not be empty"))
+			}
+		}
+		if len(tc.Expect) == 0 {
+			add(path+".expect", errors.New("must name at least one sink"))
+		}
+		for name := range tc.Expect {
+			if !slices.ContainsFunc(c.Sinks, func(s SinkConfig) bool { return s.Name == name }) {
+				add(path+".expect", fmt.Errorf("%q is not the name of a sink", name))
+			}
+		}
 	}
 	if len(c.Sinks) == 0 {
 		add("sinks", errors.New("at least one sink is required (with none, nothing would keep the logs)"))
