@@ -83,6 +83,29 @@ func clientError(status int, body []byte) *ClientError {
 // ErrUnreachable wraps a failure to reach the API at all.
 var ErrUnreachable = errors.New("cannot reach the sluice API")
 
+// send makes one request with the token, through hc (c.http when nil),
+// and says plainly when the API cannot be reached.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if hc == nil {
+		hc = c.http
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s (is sluice running, and is --api right?): %v", ErrUnreachable, c.base, err)
+	}
+	return res, nil
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
@@ -92,19 +115,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	res, err := c.send(ctx, nil, method, path, rd)
 	if err != nil {
 		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w at %s (is sluice running, and is --api right?): %v", ErrUnreachable, c.base, err)
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<20))
@@ -125,20 +138,13 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 func (c *Client) Tap(ctx context.Context, stage string, match []string, condition string, limit int, rate float64, line func([]byte) error) error {
 	q := url.Values{"stage": {stage}, "match": match, "condition": {condition},
 		"limit": {strconv.Itoa(limit)}, "rate": {strconv.FormatFloat(rate, 'f', -1, 64)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/tap?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
 	// A tap lasts as long as the operator watches: no overall timeout.
-	res, err := (&http.Client{Transport: c.http.Transport}).Do(req)
+	res, err := c.send(ctx, &http.Client{Transport: c.http.Transport}, http.MethodGet, "/v1/tap?"+q.Encode(), nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("%w at %s (is sluice running, and is --api right?): %v", ErrUnreachable, c.base, err)
+		return err
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
@@ -156,6 +162,23 @@ func (c *Client) Tap(ctx context.Context, stage string, match []string, conditio
 		return err
 	}
 	return nil
+}
+
+// Base is the API's base URL.
+func (c *Client) Base() string { return c.base }
+
+// Metrics is GET /metrics: Prometheus text.
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	res, err := c.send(ctx, nil, http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<20))
+	if res.StatusCode != http.StatusOK {
+		return nil, clientError(res.StatusCode, raw)
+	}
+	return raw, nil
 }
 
 // Status is GET /v1/status.

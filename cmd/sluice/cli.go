@@ -27,6 +27,7 @@ var commands = map[string]func(c *cli, f *cmdFlags, args []string) error{
 	"rewind": cmdRewind,
 	"dlq":    cmdDLQ,
 	"tap":    cmdTap,
+	"top":    cmdTop,
 }
 
 const commandsUsage = `usage:
@@ -36,6 +37,7 @@ const commandsUsage = `usage:
   sluice dlq ls SINK [--from N] [--limit N]  list a sink's dead letters
   sluice dlq show SEQ                        one dead letter, with its record
   sluice dlq replay SINK [--limit N]         write a sink's dead letters to it again
+  sluice top                                 a live view, every second: listeners, stream, sinks, replicas (q quits)
   sluice tap [--stage ingest|SINK] [--match 'kube.**'] [--condition EXPR] [--limit N] [--rate R]
                                              live records, as ingest stored them or as a sink receives them
 

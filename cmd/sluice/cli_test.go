@@ -107,6 +107,8 @@ func TestOperatorCommands(t *testing.T) {
 		{[]string{"rewind", "nosuch", "--api", base, "--seq", "1"}, 1, `sink "nosuch": not found`},
 		{[]string{"dlq", "show", "999", "--api", base}, 1, "not found"},
 		{[]string{"status", "--api", "http://" + closedAddr(t)}, 1, "cannot reach the sluice API"},
+		{[]string{"top", "--api", "http://" + closedAddr(t)}, 1, "cannot reach the sluice API"},
+		{[]string{"top", "--api", base, "--token", "wrong"}, 1, "refused the token"},
 		{[]string{"rewind", "file", "--api", base}, 2, "exactly one of --seq and --time"},
 		{[]string{"status", "--api", "localhost:8080"}, 2, "want http://host:port"},
 		{[]string{"nosuch"}, 2, "unknown command"},
@@ -209,4 +211,30 @@ func metricValue(t *testing.T, base, name string) string {
 		}
 	}
 	return ""
+}
+
+// top reads counters and gauges out of /metrics by series, and sums the
+// series that carry the labels asked for.
+func TestParseCounters(t *testing.T) {
+	c, err := parseCounters(strings.NewReader(`# HELP sluice_sink_records_total x
+# TYPE sluice_sink_records_total counter
+sluice_sink_records_total{outcome="delivered",sink="es"} 10
+sluice_sink_records_total{outcome="dead",sink="es"} 2
+sluice_sink_records_total{outcome="delivered",sink="file"} 5
+# HELP sluice_ingest_connections y
+# TYPE sluice_ingest_connections gauge
+sluice_ingest_connections{listener="forward"} 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sumSeries(c, "sluice_sink_records_total", []string{`sink="es"`, `outcome="delivered"`}); got != 10 {
+		t.Errorf("es delivered %v, want 10", got)
+	}
+	if got := sumSeries(c, "sluice_sink_records_total", []string{`outcome="delivered"`}); got != 15 {
+		t.Errorf("delivered %v, want 15", got)
+	}
+	if got := sumSeries(c, "sluice_ingest_connections", nil); got != 3 {
+		t.Errorf("connections %v, want 3", got)
+	}
 }
