@@ -16,7 +16,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 
-	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 )
 
 // loadCompose loads docker-compose.yml as `docker compose` does: schema

@@ -14,7 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 )
 
 // target is where forwarders must send: the base Service's DNS name and

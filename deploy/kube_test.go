@@ -36,7 +36,7 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
-	"github.com/sluicelog/sluice/internal/config"
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/testcerts"
 	"github.com/sluicelog/sluice/internal/tlsconfig"
 )

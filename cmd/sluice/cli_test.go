@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/sluicelog/sluice/api"
-	"github.com/sluicelog/sluice/internal/app"
+	"github.com/sluicelog/sluice/cmd/sluice/app"
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/component"
-	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/sinks/file"
 )

@@ -22,9 +22,9 @@ import (
 	"time"
 	_ "time/tzdata" // index and object names in any time zone, also in images without zoneinfo
 
-	"github.com/sluicelog/sluice/internal/app"
+	"github.com/sluicelog/sluice/cmd/sluice/app"
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/component"
-	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/memlimit"
 )
 

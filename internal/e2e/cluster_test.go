@@ -24,9 +24,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicelog/sluice/internal/app"
+	"github.com/sluicelog/sluice/cmd/sluice/app"
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/component"
-	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks/file"

@@ -10,7 +10,7 @@ import (
 // The configuration examples of docs/TRANSFORMS.md load: every yaml block
 // that starts with a top-level key (a sink is added where it has none).
 func TestTransformsDocExamples(t *testing.T) {
-	raw, err := os.ReadFile("../../docs/TRANSFORMS.md")
+	raw, err := os.ReadFile("../../../docs/TRANSFORMS.md")
 	if err != nil {
 		t.Fatal(err)
 	}

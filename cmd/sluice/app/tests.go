@@ -14,11 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/enrich/kube"
 	"github.com/sluicelog/sluice/ingest/multiline"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
-	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/jsonl"
 	"github.com/sluicelog/sluice/internal/msgp"
 	"github.com/sluicelog/sluice/sinks"

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/enrich/kube"
-	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 )
 
@@ -28,7 +28,7 @@ func victoriaLogs(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("SLUICE_VICTORIALOGS")
 	if bin == "" {
-		bin, _ = filepath.Abs("../../bin/victoria-logs")
+		bin, _ = filepath.Abs("../../../bin/victoria-logs")
 	}
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("VictoriaLogs is needed for this test: run .ci/victoria-logs (make test does) or set SLUICE_VICTORIALOGS: %v", err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/api/tap"
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/enrich"
 	"github.com/sluicelog/sluice/enrich/kube"
 	"github.com/sluicelog/sluice/ingest/balance"
@@ -28,7 +29,6 @@ import (
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
-	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"

@@ -128,7 +128,7 @@ func sendWithAcks(b *testing.B, addr string, prefix []byte, conns int) {
 // any Forward server (another sluice, Fluent Bit, Fluentd) at the address in
 // SLUICE_BENCH_TARGET, to compare them on one machine with one client:
 //
-//	SLUICE_BENCH_TARGET=127.0.0.1:24225 go test -run '^$' -bench ForwardTarget ./internal/app
+//	SLUICE_BENCH_TARGET=127.0.0.1:24225 go test -run '^$' -bench ForwardTarget ./cmd/sluice/app
 func BenchmarkForwardTarget(b *testing.B) {
 	addr := os.Getenv("SLUICE_BENCH_TARGET")
 	if addr == "" {

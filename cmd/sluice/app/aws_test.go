@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/awsconf"
-	"github.com/sluicelog/sluice/internal/config"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/sinks/cloudwatch"
 	"github.com/sluicelog/sluice/sinks/cloudwatch/cwfake"
