@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,37 +11,15 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/cmd/sluice/app"
+	"github.com/sluicelog/sluice/cmd/sluice/app/apptest"
 	"github.com/sluicelog/sluice/cmd/sluice/config"
-	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/forwardtest"
-	"github.com/sluicelog/sluice/sinks/file"
 )
 
 // startSluice runs sluice in the test with an API token.
 func startSluice(t *testing.T, token string) *app.App {
 	t.Helper()
-	c := &config.Config{}
-	c.NATS.Embedded.StoreDir = t.TempDir()
-	c.Forward.Listen, c.HTTP.Listen, c.API.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	c.API.Auth.Tokens = []string{token}
-	off := false
-	c.Enrich.Enabled = &off
-	c.Sinks = []config.SinkConfig{{Name: "file", File: &file.Config{Path: t.TempDir()}}}
-	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	a := app.New(c, component.Settings{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = a.Shutdown(ctx)
-	})
+	a, _ := apptest.Start(t, func(c *config.Config) { c.API.Auth.Tokens = []string{token} })
 	return a
 }
 
