@@ -389,3 +389,25 @@ func TestResendAfterClose(t *testing.T) {
 	}
 	t.Logf("%d chunks resent after a close; %s", resent, v)
 }
+
+// The progress line is one line, rewritten every second and ended once; a
+// run shorter than a second prints none, and no empty line either.
+func TestProgressLine(t *testing.T) {
+	a, _ := sluice(t, nil)
+	var short, long strings.Builder
+	cfg := Config{Protocol: "forward", Addr: a.ForwardAddr().String(), Mode: "packed", Ack: true, Records: 100, Connections: 1}
+	cfg.SetDefaults()
+	if _, err := Run(context.Background(), cfg, &short); err != nil {
+		t.Fatal(err)
+	}
+	if short.Len() != 0 {
+		t.Errorf("a short run printed progress %q", short.String())
+	}
+	cfg.Records, cfg.Duration, cfg.Rate = 0, 1500*time.Millisecond, 1000
+	if _, err := Run(context.Background(), cfg, &long); err != nil {
+		t.Fatal(err)
+	}
+	if p := long.String(); !strings.HasPrefix(p, "\r") || !strings.Contains(p, "records/s") || strings.Count(p, "\n") != 1 || !strings.HasSuffix(p, "\n") {
+		t.Errorf("progress %q: want one line rewritten with \\r and ended once", p)
+	}
+}

@@ -190,25 +190,39 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	start := time.Now()
 	close(begin)
 	stop := make(chan struct{})
+	progressDone := make(chan struct{})
 	if progress != nil {
 		go func() {
+			defer close(progressDone)
 			t := time.NewTicker(time.Second)
 			defer t.Stop()
+			shown := false
 			for {
 				select {
 				case <-stop:
-					fmt.Fprintln(progress)
+					if shown {
+						// End the progress line; a run too short for one
+						// leaves no empty line before the report.
+						fmt.Fprintln(progress)
+					}
 					return
 				case <-t.C:
 					el := time.Since(start).Seconds()
 					fmt.Fprintf(progress, "\r%6.0fs  %d sent  %d acked  %.0f records/s ", el, sent.Load(), acked.Load(), float64(acked.Load())/el)
+					shown = true
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	total := time.Since(start)
 	close(stop)
-	return newReport(&cfg, time.Since(start), workers), nil
+	if progress != nil {
+		// The progress line ends before the report begins, not somewhere
+		// inside it.
+		<-progressDone
+	}
+	return newReport(&cfg, total, workers), nil
 }
 
 // templates per worker: distinct bodies rotated through.
