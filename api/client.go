@@ -167,20 +167,6 @@ func (c *Client) Tap(ctx context.Context, stage string, match []string, conditio
 // Base is the API's base URL.
 func (c *Client) Base() string { return c.base }
 
-// Metrics is GET /metrics: Prometheus text.
-func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
-	res, err := c.send(ctx, nil, http.MethodGet, "/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-	if res.StatusCode != http.StatusOK {
-		return nil, clientError(res.StatusCode, raw)
-	}
-	return raw, nil
-}
-
 // Status is GET /v1/status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var st Status

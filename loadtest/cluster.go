@@ -2,18 +2,15 @@ package loadtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluicelog/sluice/api"
 )
 
 // ClusterFigures are what the cluster scenario measures beside the usual
@@ -121,7 +118,7 @@ func benchCluster(ctx context.Context, sluice string, sc Scenario, o BenchOption
 			fig.Shares[i] = (after[i] - before[i]) / sum
 		}
 	}
-	fig.Shed = int(cr.metric(`sluice_ingest_connections_shed_total{listener="forward",reason="balance"}`))
+	fig.Shed = int(cr.metric("sluice_ingest_connections_shed_total", `listener="forward"`, `reason="balance"`))
 	lb.Set(a.srv.forward, b.srv.forward)
 	stopped := time.Now()
 	_ = cr.srv.cmd.Process.Signal(syscall.SIGTERM)
@@ -133,7 +130,7 @@ func benchCluster(ctx context.Context, sluice string, sc Scenario, o BenchOption
 		return BenchRow{}, res.err
 	}
 	for _, r := range []*clusterReplica{a, b} {
-		fig.Shed += int(r.metric(`sluice_ingest_connections_shed_total{listener="forward",reason="balance"}`))
+		fig.Shed += int(r.metric("sluice_ingest_connections_shed_total", `listener="forward"`, `reason="balance"`))
 	}
 	v, err := Verify(ctx, res.rep, Target{FileDir: out}, 2*time.Minute)
 	if err != nil {
@@ -149,8 +146,8 @@ func benchCluster(ctx context.Context, sluice string, sc Scenario, o BenchOption
 
 // clusterReplica is one sluice process of the cluster scenario.
 type clusterReplica struct {
-	srv *server
-	api string
+	srv    *server
+	client *api.Client
 }
 
 func startClusterReplica(ctx context.Context, bin, dir, natsURL, out, name string) (*clusterReplica, error) {
@@ -174,24 +171,21 @@ sinks: [{name: file, file: {path: %q, prefix: %q}}]
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", name, err)
 	}
-	return &clusterReplica{srv: srv, api: fmt.Sprintf("http://127.0.0.1:%d", ports[2])}, nil
+	client, err := api.NewClient(fmt.Sprintf("http://127.0.0.1:%d", ports[2]), "", "")
+	if err != nil {
+		srv.stop()
+		return nil, err
+	}
+	return &clusterReplica{srv: srv, client: client}, nil
 }
 
 // conns is the replica's open Forward connections, -1 when it does not
 // answer.
 func (r *clusterReplica) conns() int {
-	res, err := http.Get(r.api + "/v1/status")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := r.client.Status(ctx)
 	if err != nil {
-		return -1
-	}
-	defer res.Body.Close()
-	var st struct {
-		Listeners []struct {
-			Name        string `json:"name"`
-			Connections int    `json:"connections"`
-		} `json:"listeners"`
-	}
-	if json.NewDecoder(res.Body).Decode(&st) != nil {
 		return -1
 	}
 	for _, l := range st.Listeners {
@@ -203,24 +197,19 @@ func (r *clusterReplica) conns() int {
 }
 
 func (r *clusterReplica) ingested() float64 {
-	return r.metric(`sluice_ingest_records_total{listener="forward"}`)
+	return r.metric("sluice_ingest_records_total", `listener="forward"`)
 }
 
-// metric reads one series from the replica's /metrics; 0 if missing.
-func (r *clusterReplica) metric(series string) float64 {
-	res, err := http.Get(r.api + "/metrics")
+// metric sums the series of name with labels on the replica's /metrics; 0
+// when it does not answer.
+func (r *clusterReplica) metric(name string, labels ...string) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := r.client.Series(ctx)
 	if err != nil {
 		return 0
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return s.Sum(name, labels...)
 }
 
 // waitFor polls ok every 100 ms until it holds or limit passes.

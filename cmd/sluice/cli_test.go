@@ -1,10 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +114,17 @@ func TestTapCommand(t *testing.T) {
 	a := startSluice(t, "s3cret")
 	base := "http://" + a.APIAddr().String()
 	t.Setenv("SLUICE_API_TOKEN", "s3cret")
-	sessions := func() string { return metricValue(t, base, "sluice_tap_sessions") }
+	client, err := api.NewClient(base, "s3cret", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := func() float64 {
+		s, err := client.Series(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Sum("sluice_tap_sessions")
+	}
 	type result struct {
 		code     int
 		out, err string
@@ -126,7 +135,7 @@ func TestTapCommand(t *testing.T) {
 		done <- result{code, out, errOut}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for sessions() != "1" && time.Now().Before(deadline) {
+	for sessions() != 1 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	conn, err := forwardtest.Dial(a.ForwardAddr().String())
@@ -159,59 +168,14 @@ func TestTapCommand(t *testing.T) {
 			t.Errorf("tap line %q (%v)", l, err)
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); sessions() != "0" && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); sessions() != 0 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if s := sessions(); s != "0" {
-		t.Errorf("%s taps still open after the client went", s)
+	if s := sessions(); s != 0 {
+		t.Errorf("%v taps still open after the client went", s)
 	}
 	code, _, errOut := sluiceCmd("tap", "--api", base, "--stage", "nosuch", "--limit", "1")
 	if code != 1 || !strings.Contains(errOut, "not ingest or a sink's name") {
 		t.Errorf("tap on an unknown stage: %d %q", code, errOut)
-	}
-}
-
-// metricValue reads one unlabelled series from /metrics.
-func metricValue(t *testing.T, base, name string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer s3cret")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// top reads counters and gauges out of /metrics by series, and sums the
-// series that carry the labels asked for.
-func TestParseCounters(t *testing.T) {
-	c, err := parseCounters(strings.NewReader(`# HELP sluice_sink_records_total x
-# TYPE sluice_sink_records_total counter
-sluice_sink_records_total{outcome="delivered",sink="es"} 10
-sluice_sink_records_total{outcome="dead",sink="es"} 2
-sluice_sink_records_total{outcome="delivered",sink="file"} 5
-# HELP sluice_ingest_connections y
-# TYPE sluice_ingest_connections gauge
-sluice_ingest_connections{listener="forward"} 3
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sumSeries(c, "sluice_sink_records_total", []string{`sink="es"`, `outcome="delivered"`}); got != 10 {
-		t.Errorf("es delivered %v, want 10", got)
-	}
-	if got := sumSeries(c, "sluice_sink_records_total", []string{`outcome="delivered"`}); got != 15 {
-		t.Errorf("delivered %v, want 15", got)
-	}
-	if got := sumSeries(c, "sluice_ingest_connections", nil); got != 3 {
-		t.Errorf("connections %v, want 3", got)
 	}
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strings"
@@ -12,9 +10,6 @@ import (
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/sluicelog/sluice/api"
 )
@@ -23,7 +18,7 @@ import (
 type topSample struct {
 	at       time.Time
 	status   *api.Status
-	counters map[string]float64 // series -> value, series as name{label=value,...}
+	counters api.Series
 	err      error
 }
 
@@ -78,10 +73,7 @@ func (m *topModel) sample() *topSample {
 	s := &topSample{at: time.Now()}
 	s.status, s.err = m.c.client.Status(ctx)
 	if s.err == nil {
-		var raw []byte
-		if raw, s.err = m.c.client.Metrics(ctx); s.err == nil {
-			s.counters, s.err = parseCounters(bytes.NewReader(raw))
-		}
+		s.counters, s.err = m.c.client.Series(ctx)
 	}
 	if s.err == nil {
 		m.prev, m.last = m.last, s
@@ -101,27 +93,7 @@ func (m *topModel) rate(name string, labels ...string) float64 {
 	if d <= 0 {
 		return 0
 	}
-	return (sumSeries(m.last.counters, name, labels) - sumSeries(m.prev.counters, name, labels)) / d
-}
-
-func sumSeries(c map[string]float64, name string, labels []string) float64 {
-	var sum float64
-	for series, v := range c {
-		if !strings.HasPrefix(series, name+"{") && series != name {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			if !strings.Contains(series, l) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			sum += v
-		}
-	}
-	return sum
+	return (m.last.counters.Sum(name, labels...) - m.prev.counters.Sum(name, labels...)) / d
 }
 
 func (m *topModel) View() string {
@@ -169,34 +141,4 @@ func (m *topModel) View() string {
 		tw.Flush()
 	}
 	return b.String()
-}
-
-// parseCounters reads Prometheus text into series -> value, for the
-// counters and gauges.
-func parseCounters(r io.Reader) (map[string]float64, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(r)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var v float64
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				v = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				v = m.GetGauge().GetValue()
-			default:
-				continue
-			}
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			out[name+"{"+strings.Join(labels, ",")+"}"] = v
-		}
-	}
-	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -120,8 +119,7 @@ func TestBalanceSpreadsConnections(t *testing.T) {
 
 	// Each replica's share of the records over the next 3 s.
 	ingested := func(p *repProc) float64 {
-		v, _ := strconv.ParseFloat(membersMetric(t, p, `sluice_ingest_records_total{listener="forward"}`), 64)
-		return v
+		return membersMetric(t, p, "sluice_ingest_records_total", `listener="forward"`)
 	}
 	before := []float64{ingested(a), ingested(b), ingested(c)}
 	time.Sleep(3 * time.Second)

@@ -1,11 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -58,8 +57,8 @@ func TestReplicasKnowEachOther(t *testing.T) {
 	if r, _ := membersFind(st, ids[c]); r.ForwardConnections != 0 || r.Draining {
 		t.Errorf("c announced %+v, want no connections, not draining", r)
 	}
-	if got := membersMetric(t, a, "sluice_cluster_replicas"); got != "3" {
-		t.Errorf("sluice_cluster_replicas %q on a, want 3", got)
+	if got := membersMetric(t, a, "sluice_cluster_replicas"); got != 3 {
+		t.Errorf("sluice_cluster_replicas %v on a, want 3", got)
 	}
 
 	// c dies without a word: it drops out after the TTL.
@@ -83,8 +82,8 @@ func TestReplicasKnowEachOther(t *testing.T) {
 		return len(st.Replicas) == 1 && st.Replicas[0].ID == ids[a]
 	})
 	t.Logf("a replica that shut down dropped out %v after SIGTERM", time.Since(stopped).Round(10*time.Millisecond))
-	if got := membersMetric(t, a, "sluice_cluster_replicas"); got != "1" {
-		t.Errorf("sluice_cluster_replicas %q on a, want 1", got)
+	if got := membersMetric(t, a, "sluice_cluster_replicas"); got != 1 {
+		t.Errorf("sluice_cluster_replicas %v on a, want 1", got)
 	}
 }
 
@@ -119,19 +118,16 @@ func membersFind(st *api.Status, id string) (api.ReplicaStatus, bool) {
 	return api.ReplicaStatus{}, false
 }
 
-// membersMetric reads one unlabelled value from p's /metrics.
-func membersMetric(t *testing.T, p *repProc, name string) string {
+// membersMetric sums the series of name with labels on p's /metrics.
+func membersMetric(t *testing.T, p *repProc, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.api + "/metrics")
+	c, err := api.NewClient("http://"+p.api, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			return v
-		}
+	s, err := c.Series(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return ""
+	return s.Sum(name, labels...)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/api/tap"
@@ -238,7 +239,8 @@ func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
 	var lastN float64
 	lastT := a.set.Now()
 	self := func() queue.Replica {
-		n := listenerMetric(a.reg, "sluice_ingest_records_total", "forward") + listenerMetric(a.reg, "sluice_ingest_records_total", "http")
+		mfs, _ := a.reg.Gather() // once per announcement
+		n := listenerValue(mfs, "sluice_ingest_records_total", "forward") + listenerValue(mfs, "sluice_ingest_records_total", "http")
 		now := a.set.Now()
 		var rate float64
 		if d := now.Sub(lastT).Seconds(); d > 0 {
@@ -246,7 +248,7 @@ func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
 		}
 		lastN, lastT = n, now
 		me := queue.Replica{Draining: a.stopping.Load(), RecordsPerSec: rate,
-			ForwardConnections: int(listenerMetric(a.reg, "sluice_ingest_connections", "forward"))}
+			ForwardConnections: a.forward.Connections()}
 		if a.http != nil {
 			me.HTTPConnections = a.http.Connections()
 		}
@@ -546,6 +548,12 @@ func listenerMetric(g prometheus.Gatherer, name, listener string) float64 {
 	if err != nil {
 		return 0
 	}
+	return listenerValue(mfs, name, listener)
+}
+
+// listenerValue finds the value of a metric with the given listener label
+// among gathered families.
+func listenerValue(mfs []*dto.MetricFamily, name, listener string) float64 {
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
