@@ -231,7 +231,7 @@ func (s *server) stop() {
 // scenario's sink.
 func startSluice(bin string) func(ctx context.Context, dir string, sc Scenario, vl string) (*server, error) {
 	return func(ctx context.Context, dir string, sc Scenario, vl string) (*server, error) {
-		ports, err := freePorts(3)
+		ports, err := freePorts(5)
 		if err != nil {
 			return nil, err
 		}
@@ -239,8 +239,9 @@ func startSluice(bin string) func(ctx context.Context, dir string, sc Scenario, 
 		if sc.Multiline != "" {
 			multiline = fmt.Sprintf(", multiline: {parser: %s}", sc.Multiline)
 		}
-		cfg := fmt.Sprintf("forward: {listen: \"127.0.0.1:%d\", udp_heartbeat: false%s}\nhttp: {listen: \"127.0.0.1:%d\"}\napi: {listen: \"127.0.0.1:%d\"}\nenrich: {enabled: false}\nlog: {level: warn}\n",
-			ports[0], multiline, ports[1], ports[2])
+		cfg := fmt.Sprintf("forward: {listen: \"127.0.0.1:%d\", udp_heartbeat: false%s}\nhttp: {listen: \"127.0.0.1:%d\"}\napi: {listen: \"127.0.0.1:%d\"}\n"+
+			"otlp: {http: {listen: \"127.0.0.1:%d\"}, grpc: {listen: \"127.0.0.1:%d\"}}\nenrich: {enabled: false}\nlog: {level: warn}\n",
+			ports[0], multiline, ports[1], ports[2], ports[3], ports[4])
 		target := &Target{FileDir: filepath.Join(dir, "data", "out")}
 		if sc.Sink == SinkES {
 			cfg += fmt.Sprintf("sinks: [{name: es, elasticsearch: {urls: [%q]}}]\n", vl+"/insert/elasticsearch")

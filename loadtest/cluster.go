@@ -161,6 +161,7 @@ func startClusterReplica(ctx context.Context, bin, dir, natsURL, out, name strin
 	cfg := fmt.Sprintf(`nats: {url: %q}
 forward: {listen: "127.0.0.1:%d", udp_heartbeat: false}
 http: {listen: "127.0.0.1:%d"}
+otlp: {http: {listen: "off"}, grpc: {listen: "off"}}
 api: {listen: "127.0.0.1:%d"}
 enrich: {enabled: false}
 log: {level: warn}

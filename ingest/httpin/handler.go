@@ -1,14 +1,11 @@
 package httpin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -20,11 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zlib"
-	"github.com/klauspost/compress/zstd"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
@@ -173,28 +165,30 @@ const (
 // MaxTagBytes caps a tag, as the Forward listener does.
 const MaxTagBytes = 1024
 
-type metrics struct {
-	records  prometheus.Counter
-	bytes    prometheus.Counter
-	rejected *prometheus.CounterVec
-	requests *prometheus.CounterVec
+// Metrics are an ingest listener's counters, labelled with the listener.
+// Their names and help are shared with the Forward listener's, so that all
+// register in one registry and sum across listeners.
+type Metrics struct {
+	Records  prometheus.Counter
+	Bytes    prometheus.Counter
+	Rejected *prometheus.CounterVec // by reason
+	Requests *prometheus.CounterVec // by code
 }
 
-func newMetrics(r prometheus.Registerer) *metrics {
-	l := prometheus.Labels{"listener": "http"}
-	// The first three share name and help with the Forward listener's, so
-	// that both register in one registry and sum across listeners.
-	m := &metrics{
-		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_records_total",
+// NewMetrics registers the counters of listener on r.
+func NewMetrics(listener string, r prometheus.Registerer) *Metrics {
+	l := prometheus.Labels{"listener": listener}
+	m := &Metrics{
+		Records: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_records_total",
 			Help: "Records stored durably (and acknowledged when asked).", ConstLabels: l}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_bytes_total",
+		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_bytes_total",
 			Help: "Bytes of records stored durably, after decompression.", ConstLabels: l}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_rejected_total",
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_rejected_total",
 			Help: "Connections closed for bad input, by reason.", ConstLabels: l}, []string{"reason"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_http_requests_total",
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_http_requests_total",
 			Help: "HTTP ingest requests answered, by status code.", ConstLabels: l}, []string{"code"}),
 	}
-	r.MustRegister(m.records, m.bytes, m.rejected, m.requests)
+	r.MustRegister(m.Records, m.Bytes, m.Rejected, m.Requests)
 	return m
 }
 
@@ -213,11 +207,11 @@ type Handler struct {
 	pub  Publisher
 	log  *slog.Logger
 	now  func() time.Time
-	m    *metrics
+	m    *Metrics
 	sem  *semaphore.Weighted
-	zstd *zstd.Decoder
+	body *Body
 
-	bufs sync.Pool // *[]byte: bodies, inflated bodies and entries
+	bufs sync.Pool // *[]byte: entries
 }
 
 // NewHandler returns the ingest handler; cfg must have its defaults set and
@@ -225,32 +219,19 @@ type Handler struct {
 // both ports.
 func NewHandler(cfg Config, pub Publisher, set component.Settings) *Handler {
 	set = set.Defaults()
-	zs, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
-		zstd.WithDecoderMaxMemory(uint64(cfg.MaxDecompressedBytes)))
-	if err != nil {
-		panic(err) // only for invalid options, which these are not
-	}
 	return &Handler{
 		cfg:  cfg,
 		pub:  pub,
 		log:  set.Logger.With("listener", "http"),
 		now:  set.Now,
-		m:    newMetrics(set.Registerer),
+		m:    NewMetrics("http", set.Registerer),
 		sem:  semaphore.NewWeighted(int64(cfg.MaxConcurrentRequests)),
-		zstd: zs,
+		body: NewBody(cfg.MaxBodyBytes, cfg.MaxDecompressedBytes),
 	}
 }
 
 // Close releases the zstd decoder; the handler must not serve afterwards.
-func (h *Handler) Close() { h.zstd.Close() }
-
-// httpError is an answer other than 200.
-type httpError struct {
-	code       int
-	reason     string // for sluice_ingest_rejected_total; "" not counted
-	retryAfter int
-	msg        string
-}
+func (h *Handler) Close() { h.body.Close() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e := h.serve(w, r); e != nil {
@@ -259,41 +240,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
-	h.m.requests.WithLabelValues("200").Inc()
+	h.m.Requests.WithLabelValues("200").Inc()
 }
 
-func (h *Handler) fail(w http.ResponseWriter, e *httpError) {
-	if e.reason != "" {
-		h.m.rejected.WithLabelValues(e.reason).Inc()
+func (h *Handler) fail(w http.ResponseWriter, e *Status) {
+	if e.Reason != "" {
+		h.m.Rejected.WithLabelValues(e.Reason).Inc()
 	}
-	h.m.requests.WithLabelValues(strconv.Itoa(e.code)).Inc()
-	if e.code == http.StatusMethodNotAllowed {
+	h.m.Requests.WithLabelValues(strconv.Itoa(e.Code)).Inc()
+	if e.Code == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
 	}
-	if e.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
-	body, _ := json.Marshal(map[string]string{"error": e.msg})
+	body, _ := json.Marshal(map[string]string{"error": e.Msg})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(e.code)
+	w.WriteHeader(e.Code)
 	_, _ = w.Write(append(body, '\n'))
 }
 
-func bad(reason, format string, args ...any) *httpError {
-	return &httpError{code: http.StatusBadRequest, reason: reason, msg: fmt.Sprintf(format, args...)}
-}
-
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *httpError {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *Status {
 	if r.Method != http.MethodPost {
-		return &httpError{code: http.StatusMethodNotAllowed, msg: "use POST"}
+		return &Status{Code: http.StatusMethodNotAllowed, Msg: "use POST"}
 	}
 	tag, err := h.tag(r)
 	if err != nil {
 		return bad(ReasonTag, "%v", err)
 	}
 	if r.ContentLength > int64(h.cfg.MaxBodyBytes) {
-		return h.tooLarge()
+		return h.body.TooLarge()
 	}
 	q := r.URL.Query()
 	f, form, e := h.format(r, q)
@@ -306,30 +283,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *httpError {
 			return bad(ReasonQuery, "time query parameter: %v", err)
 		}
 	}
-	enc, e := encoding(r)
-	if e != nil {
+	if _, e := encoding(r); e != nil {
 		return e
 	}
 
 	if err := h.sem.Acquire(r.Context(), 1); err != nil {
-		return &httpError{code: http.StatusServiceUnavailable, retryAfter: 1, msg: "request ended while waiting: " + err.Error()}
+		return &Status{Code: http.StatusServiceUnavailable, RetryAfter: 1, Msg: "request ended while waiting: " + err.Error()}
 	}
 	defer h.sem.Release(1)
 
-	bodyBuf := h.getBuf()
-	defer h.putBuf(bodyBuf)
-	body, e := h.readBody(w, r, *bodyBuf)
-	*bodyBuf = body
+	body, release, e := h.body.Read(w, r)
+	defer release()
 	if e != nil {
 		return e
-	}
-	if enc != "" {
-		inflated := h.getBuf()
-		defer h.putBuf(inflated)
-		if body, e = h.inflate(enc, body, *inflated); e != nil {
-			return e
-		}
-		*inflated = body
 	}
 	if form {
 		if body, f, e = formField(body, q); e != nil {
@@ -349,7 +315,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *httpError {
 			if de.Reason == ReasonTooMany || de.Reason == ReasonRecordTooLarge {
 				code = http.StatusRequestEntityTooLarge
 			}
-			return &httpError{code: code, reason: de.Reason, msg: de.Error()}
+			return &Status{Code: code, Reason: de.Reason, Msg: de.Error()}
 		}
 		return bad(ReasonRecord, "%v", err)
 	}
@@ -362,7 +328,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) *httpError {
 
 // store publishes c and waits until it is stored. The entries buffer goes
 // back to the pool only once the publisher is done with it.
-func (h *Handler) store(ctx context.Context, c *chunk.Chunk, buf *[]byte) *httpError {
+func (h *Handler) store(ctx context.Context, c *chunk.Chunk, buf *[]byte) *Status {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.StoreTimeout)
 	defer cancel()
 	p, err := h.pub.Publish(c)
@@ -373,42 +339,13 @@ func (h *Handler) store(ctx context.Context, c *chunk.Chunk, buf *[]byte) *httpE
 		h.putBuf(buf) // the publisher reported: it no longer needs the bytes
 	}
 	if err != nil {
-		e := backpressure(err)
-		h.log.Warn("records not stored", "tag", c.Tag, "records", c.Count, "status", e.code, "err", err)
+		e := Backpressure(err)
+		h.log.Warn("records not stored", "tag", c.Tag, "records", c.Count, "status", e.Code, "err", err)
 		return e
 	}
-	h.m.records.Add(float64(c.Count))
-	h.m.bytes.Add(float64(len(c.Entries)))
+	h.m.Records.Add(float64(c.Count))
+	h.m.Bytes.Add(float64(len(c.Entries)))
 	return nil
-}
-
-// errCodeStoreFailed is nats-server's JSStreamStoreFailedF: the stream is
-// full ("maximum bytes exceeded", discard new) or the store cannot write.
-const errCodeStoreFailed = 10077
-
-// backpressure maps a storage failure to 429 (the stream is full or the
-// publisher saturated: retry soon) or 503 (JetStream unavailable, timed out
-// or anything else: retry later). Forwarders keep the records either way.
-func backpressure(err error) *httpError {
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed,
-		errors.Is(err, jetstream.ErrTooManyStalledMsgs):
-		return &httpError{code: http.StatusTooManyRequests, retryAfter: 1,
-			msg: "log stream is full, retry later: " + err.Error()}
-	case errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable,
-		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, context.DeadlineExceeded):
-		return &httpError{code: http.StatusServiceUnavailable, retryAfter: 5,
-			msg: "JetStream is unavailable, retry later: " + err.Error()}
-	}
-	return &httpError{code: http.StatusServiceUnavailable, retryAfter: 5,
-		msg: "records not stored, retry later: " + err.Error()}
-}
-
-func (h *Handler) tooLarge() *httpError {
-	return &httpError{code: http.StatusRequestEntityTooLarge, reason: ReasonTooLarge,
-		msg: fmt.Sprintf("body is above the limit of %d bytes", h.cfg.MaxBodyBytes)}
 }
 
 // tag returns the tag: the header_tag header when set and present, else
@@ -444,7 +381,7 @@ func (h *Handler) tag(r *http.Request) (string, error) {
 
 // format picks the body format from ?format= or the Content-Type; form
 // reports a form body whose json=/ndjson=/msgpack= field holds the records.
-func (h *Handler) format(r *http.Request, q url.Values) (f Format, form bool, e *httpError) {
+func (h *Handler) format(r *http.Request, q url.Values) (f Format, form bool, e *Status) {
 	if name := q.Get("format"); name != "" {
 		f, ok := ParseFormat(name)
 		if !ok {
@@ -458,8 +395,8 @@ func (h *Handler) format(r *http.Request, q url.Values) (f Format, form bool, e 
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return 0, false, &httpError{code: http.StatusUnsupportedMediaType, reason: ReasonContentType,
-			msg: fmt.Sprintf("Content-Type %q: %v", ct, err)}
+		return 0, false, &Status{Code: http.StatusUnsupportedMediaType, Reason: ReasonContentType,
+			Msg: fmt.Sprintf("Content-Type %q: %v", ct, err)}
 	}
 	switch mt {
 	case "application/json", "text/json", "application/csp-report":
@@ -474,22 +411,8 @@ func (h *Handler) format(r *http.Request, q url.Values) (f Format, form bool, e 
 	case "application/x-www-form-urlencoded":
 		return 0, true, nil
 	}
-	return 0, false, &httpError{code: http.StatusUnsupportedMediaType, reason: ReasonContentType,
-		msg: fmt.Sprintf("Content-Type %q is not supported: use application/json, application/x-ndjson, application/msgpack or application/x-www-form-urlencoded", mt)}
-}
-
-func encoding(r *http.Request) (string, *httpError) {
-	ce := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
-	switch ce {
-	case "", "identity":
-		return "", nil
-	case "gzip", "x-gzip":
-		return "gzip", nil
-	case "zstd", "deflate":
-		return ce, nil
-	}
-	return "", &httpError{code: http.StatusUnsupportedMediaType, reason: ReasonEncoding,
-		msg: fmt.Sprintf("Content-Encoding %q is not supported: use gzip, zstd or deflate", ce)}
+	return 0, false, &Status{Code: http.StatusUnsupportedMediaType, Reason: ReasonContentType,
+		Msg: fmt.Sprintf("Content-Type %q is not supported: use application/json, application/x-ndjson, application/msgpack or application/x-www-form-urlencoded", mt)}
 }
 
 // parseQueryTime reads Fluentd's ?time=: epoch seconds, possibly
@@ -513,7 +436,7 @@ func parseQueryTime(s string) (time.Time, error) {
 
 // formField returns the records of a form body: Fluentd's msgpack=, json=
 // or ndjson= field, from the body or else the query.
-func formField(body []byte, q url.Values) ([]byte, Format, *httpError) {
+func formField(body []byte, q url.Values) ([]byte, Format, *Status) {
 	vals, err := url.ParseQuery(string(body))
 	if err != nil {
 		return nil, 0, bad(ReasonForm, "form body: %v", err)
@@ -531,83 +454,6 @@ func formField(body []byte, q url.Values) ([]byte, Format, *httpError) {
 	}
 	return nil, 0, bad(ReasonForm, "form body needs a 'json', 'ndjson' or 'msgpack' field")
 }
-
-// readBody reads the body into buf, at most max_body_bytes.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, *httpError) {
-	limit := int64(h.cfg.MaxBodyBytes)
-	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
-		buf = make([]byte, 0, r.ContentLength)
-	}
-	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), buf[:0], math.MaxInt)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return body, h.tooLarge()
-		}
-		return body, bad(ReasonRead, "reading the body: %v", err)
-	}
-	return body, nil
-}
-
-var errLimit = errors.New("limit exceeded")
-
-// readAll reads r to its end into buf; more than limit bytes is errLimit.
-func readAll(r io.Reader, buf []byte, limit int) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if len(buf) > limit {
-			return buf, errLimit
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// inflate decompresses body into buf, never beyond max_decompressed_bytes.
-func (h *Handler) inflate(enc string, body, buf []byte) ([]byte, *httpError) {
-	limit := int(h.cfg.MaxDecompressedBytes)
-	tooBig := &httpError{code: http.StatusRequestEntityTooLarge, reason: ReasonDecompress,
-		msg: fmt.Sprintf("%s body inflates above the limit of %d bytes", enc, limit)}
-	var (
-		out []byte
-		err error
-	)
-	switch enc {
-	case "zstd":
-		out, err = h.zstd.DecodeAll(body, buf[:0])
-		if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) || len(out) > limit {
-			return out, tooBig
-		}
-	case "gzip":
-		var zr *gzip.Reader
-		if zr, err = gzip.NewReader(bytes.NewReader(body)); err == nil {
-			out, err = readAll(zr, buf[:0], limit) // every member
-		}
-	case "deflate":
-		var zr io.ReadCloser
-		if zr, err = zlib.NewReader(bytes.NewReader(body)); err == nil {
-			out, err = readAll(zr, buf[:0], limit)
-		}
-	}
-	if errors.Is(err, errLimit) {
-		return out, tooBig
-	}
-	if err != nil {
-		return out, bad(ReasonCompression, "%s body: %v", enc, err)
-	}
-	return out, nil
-}
-
-// Buffers above this size are not kept for reuse.
-const maxPooledBuf = 4 << 20
 
 func (h *Handler) getBuf() *[]byte {
 	if b, ok := h.bufs.Get().(*[]byte); ok {

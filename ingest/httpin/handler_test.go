@@ -421,10 +421,10 @@ func TestBadRequests(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) { e.fails(t, c.r, c.code, c.msg) })
 	}
-	if n := testutil.ToFloat64(e.h.m.rejected.WithLabelValues(ReasonJSON)); n != 1 {
+	if n := testutil.ToFloat64(e.h.m.Rejected.WithLabelValues(ReasonJSON)); n != 1 {
 		t.Fatalf("rejected{bad_json} = %v", n)
 	}
-	if n := testutil.ToFloat64(e.h.m.requests.WithLabelValues("413")); n != 4 {
+	if n := testutil.ToFloat64(e.h.m.Requests.WithLabelValues("413")); n != 4 {
 		t.Fatalf("requests{413} = %v", n)
 	}
 	if res := e.do(t, req{path: "/app", method: http.MethodGet}); res.hdr.Get("Allow") != "POST" {
@@ -477,7 +477,7 @@ func TestBackpressure(t *testing.T) {
 			if got := res.hdr.Get("Retry-After"); got != c.retryAfter {
 				t.Fatalf("Retry-After %q, want %q", got, c.retryAfter)
 			}
-			if n := testutil.ToFloat64(e.h.m.records); n != 0 {
+			if n := testutil.ToFloat64(e.h.m.Records); n != 0 {
 				t.Fatalf("records counted: %v", n)
 			}
 		})
@@ -506,17 +506,17 @@ func TestMetrics(t *testing.T) {
 	e := newEnv(t, nil)
 	e.ok(t, req{path: "/app", ctype: "application/json", body: []byte(`[{"a":1},{"a":2}]`)})
 	e.ok(t, req{path: "/app", ctype: "application/json", body: []byte(`{"a":1}`)})
-	if n := testutil.ToFloat64(e.h.m.records); n != 3 {
+	if n := testutil.ToFloat64(e.h.m.Records); n != 3 {
 		t.Fatalf("records %v", n)
 	}
 	var bytesStored int
 	for _, c := range e.pub.stored() {
 		bytesStored += len(c.Entries)
 	}
-	if n := testutil.ToFloat64(e.h.m.bytes); n != float64(bytesStored) {
+	if n := testutil.ToFloat64(e.h.m.Bytes); n != float64(bytesStored) {
 		t.Fatalf("bytes %v, want %d", n, bytesStored)
 	}
-	if n := testutil.ToFloat64(e.h.m.requests.WithLabelValues("200")); n != 2 {
+	if n := testutil.ToFloat64(e.h.m.Requests.WithLabelValues("200")); n != 2 {
 		t.Fatalf("requests{200} %v", n)
 	}
 	// An empty body is answered without storing anything.
@@ -535,7 +535,7 @@ func TestMetricsShareRegistryWithForward(t *testing.T) {
 	cfg.SetDefaults()
 	h := NewHandler(cfg, &memPub{}, set) // must not panic
 	defer h.Close()
-	h.m.records.Add(2)
+	h.m.Records.Add(2)
 	if n, err := testutil.GatherAndCount(reg, "sluice_ingest_records_total"); err != nil || n != 2 {
 		t.Fatalf("series %d, %v", n, err)
 	}

@@ -16,11 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/tlsconfig"
 )
 
 // Server serves a Handler on the separate ingest port (Config.Listen).
 type Server struct {
-	cfg Config
+	cfg ServerConfig
 	log *slog.Logger
 	srv *http.Server
 
@@ -42,16 +43,31 @@ type Server struct {
 // mounts too (wrapped in the ingest auth middleware); cfg must be valid and
 // its Listen not ListenDisabled.
 func NewServer(cfg Config, h http.Handler, set component.Settings) *Server {
+	return NewServerFor(ServerConfig{Listener: "http", Listen: cfg.Listen, TLS: cfg.TLS, ReadTimeout: cfg.ReadTimeout}, h, set)
+}
+
+// ServerConfig is what a Server needs of its listener's configuration.
+type ServerConfig struct {
+	// Listener names it in logs and metrics (the listener label).
+	Listener    string
+	Listen      string
+	TLS         tlsconfig.Config
+	ReadTimeout time.Duration
+}
+
+// NewServerFor returns a server for h on another listener than HTTP ingest
+// (OTLP/HTTP), with the same connection gauge, shedding and shutdown.
+func NewServerFor(cfg ServerConfig, h http.Handler, set component.Settings) *Server {
 	set = set.Defaults()
 	s := &Server{
 		cfg: cfg,
-		log: set.Logger.With("listener", "http"),
+		log: set.Logger.With("listener", cfg.Listener),
 		gauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_connections",
-			Help: "Open connections.", ConstLabels: prometheus.Labels{"listener": "http"}}),
+			Help: "Open connections.", ConstLabels: prometheus.Labels{"listener": cfg.Listener}}),
 	}
 	s.shed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_connections_shed_total",
 		Help:        "Connections closed by sluice between chunks, after their acks, so that the forwarder reconnects elsewhere: by reason (balance, max_age).",
-		ConstLabels: prometheus.Labels{"listener": "http"}}, []string{"reason"})
+		ConstLabels: prometheus.Labels{"listener": cfg.Listener}}, []string{"reason"})
 	set.Registerer.MustRegister(s.gauge, s.shed)
 	s.open = map[net.Conn]*connState{}
 	s.srv = &http.Server{
@@ -137,12 +153,12 @@ func (s *Server) Shed(n int, reason string) int {
 func (s *Server) Start(ctx context.Context) error {
 	tc, err := s.cfg.TLS.Load()
 	if err != nil {
-		return fmt.Errorf("http ingest: tls.%w", err)
+		return fmt.Errorf("%s ingest: tls.%w", s.cfg.Listener, err)
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("http ingest: listen: %w", err)
+		return fmt.Errorf("%s ingest: listen: %w", s.cfg.Listener, err)
 	}
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)
@@ -153,10 +169,10 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http ingest server stopped", "err", err)
+			s.log.Error("ingest server stopped", "err", err)
 		}
 	}()
-	s.log.Info("http ingest listener started", "addr", ln.Addr().String(), "tls", tc != nil)
+	s.log.Info("ingest listener started", "addr", ln.Addr().String(), "tls", tc != nil)
 	return nil
 }
 
@@ -182,7 +198,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()
-		err = fmt.Errorf("http ingest: shutdown: %w", err)
+		err = fmt.Errorf("%s ingest: shutdown: %w", s.cfg.Listener, err)
 	}
 	<-done
 	return err

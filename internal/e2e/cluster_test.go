@@ -109,6 +109,7 @@ func clNodeLoss(t *testing.T, urls []string, onConn bool, stop func(name string)
 	cfg.NATS.DeadLetter.MaxBytes = 64 << 20
 	cfg.Forward.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.OTLP.HTTP.Listen, cfg.OTLP.GRPC.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	off := false
 	cfg.Enrich.Enabled = &off
 	cfg.API.Listen = "127.0.0.1:0"

@@ -401,6 +401,9 @@ forward:
   udp_heartbeat: false
 %shttp:
   listen: "127.0.0.1:0"
+otlp:
+  http: {listen: "127.0.0.1:0"}
+  grpc: {listen: "127.0.0.1:0"}
 enrich:
   enabled: false
 api:

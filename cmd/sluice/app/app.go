@@ -28,6 +28,7 @@ import (
 	"github.com/sluicelog/sluice/ingest/balance"
 	"github.com/sluicelog/sluice/ingest/forward"
 	"github.com/sluicelog/sluice/ingest/httpin"
+	"github.com/sluicelog/sluice/ingest/otlp"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/units"
@@ -53,6 +54,7 @@ type App struct {
 	forward *forward.Server
 	ingest  *httpin.Handler
 	http    *httpin.Server
+	otlp    *otlp.Receiver
 	api     *api.Server
 	wrap    func(name string, s sinks.Sink) sinks.Sink
 	kube    *kube.Cache
@@ -184,6 +186,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return api.ListenerStatus{Name: "http", Addr: a.http.Addr().String()}
 		})
 	}
+	if err := a.startOTLP(ctx, pub); err != nil {
+		return err
+	}
 	if a.replicas, err = a.startReplicas(ctx); err != nil {
 		return err
 	}
@@ -223,6 +228,44 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	log.Info("sluice started", "config", a.cfg.Summary())
 	return nil
+}
+
+// startOTLP starts the OTLP listeners that are on.
+func (a *App) startOTLP(ctx context.Context, pub httpin.Publisher) error {
+	cfg := a.cfg.OTLP.Config
+	if cfg.HTTP.Listen == otlp.ListenDisabled && cfg.GRPC.Listen == otlp.ListenDisabled {
+		return nil
+	}
+	// One record above the queue's message size could never be stored.
+	cfg.MaxRecordBytes = min(cfg.MaxRecordBytes, units.ByteSize(a.q.MaxMessageBytes()))
+	tokens, err := a.cfg.OTLP.Auth.Load()
+	if err != nil {
+		return fmt.Errorf("otlp.auth.%w", err)
+	}
+	a.otlp = otlp.New(cfg, tokens, pub, a.set)
+	if err := a.otlp.Start(ctx); err != nil {
+		return err
+	}
+	for _, l := range []struct {
+		name string
+		addr net.Addr
+	}{{otlp.ListenerHTTP, a.otlp.HTTPAddr()}, {otlp.ListenerGRPC, a.otlp.GRPCAddr()}} {
+		if l.addr != nil {
+			a.extraListeners = append(a.extraListeners, func() api.ListenerStatus {
+				return api.ListenerStatus{Name: l.name, Addr: l.addr.String()}
+			})
+		}
+	}
+	return nil
+}
+
+// OTLPAddrs returns the OTLP/HTTP and OTLP/gRPC listeners' addresses (nil
+// when off).
+func (a *App) OTLPAddrs() (httpAddr, grpcAddr net.Addr) {
+	if a.otlp == nil {
+		return nil, nil
+	}
+	return a.otlp.HTTPAddr(), a.otlp.GRPCAddr()
 }
 
 // startReplicas announces this replica to the others sharing the
@@ -482,6 +525,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if a.http != nil {
 		errs = append(errs, a.http.Shutdown(ctx))
 	}
+	if a.otlp != nil {
+		errs = append(errs, a.otlp.Shutdown(ctx))
+	}
 	if a.api != nil {
 		// The API also serves ingest: it stops with the listeners.
 		errs = append(errs, a.api.Shutdown(ctx))
@@ -521,6 +567,9 @@ func (a *App) Kill() {
 	cancel()
 	if a.http != nil {
 		_ = a.http.Shutdown(ctx)
+	}
+	if a.otlp != nil {
+		_ = a.otlp.Shutdown(ctx)
 	}
 	for _, r := range a.runners {
 		_ = r.Shutdown(ctx)

@@ -34,6 +34,7 @@ func testConfig(t testing.TB, store, out string) *config.Config {
 	c.NATS.Embedded.StoreDir = store
 	c.Forward.Listen = "127.0.0.1:0"
 	c.HTTP.Listen = "127.0.0.1:0"
+	c.OTLP.HTTP.Listen, c.OTLP.GRPC.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	off := false
 	c.Enrich.Enabled = &off // never a developer's cluster; enrichment tests turn it on
 	c.API.Listen = "127.0.0.1:0"

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicelog/sluice/ingest/balance"
 	"github.com/sluicelog/sluice/ingest/forward"
 	"github.com/sluicelog/sluice/ingest/httpin"
+	"github.com/sluicelog/sluice/ingest/otlp"
 	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks/cloudwatch"
@@ -36,8 +37,10 @@ type Config struct {
 	NATS    queue.Config   `yaml:"nats"`
 	Forward forward.Config `yaml:"forward"`
 	HTTP    HTTPConfig     `yaml:"http"`
-	API     api.Config     `yaml:"api"`
-	Enrich  enrich.Config  `yaml:"enrich"`
+	// OTLP is OpenTelemetry logs in, over HTTP and gRPC.
+	OTLP   OTLPConfig    `yaml:"otlp"`
+	API    api.Config    `yaml:"api"`
+	Enrich enrich.Config `yaml:"enrich"`
 	// Cluster is how replicas sharing the JetStream know each other and
 	// spread the connections.
 	Cluster ClusterConfig `yaml:"cluster"`
@@ -61,6 +64,13 @@ type Config struct {
 type HTTPConfig struct {
 	httpin.Config `yaml:",inline"`
 	Auth          api.AuthConfig `yaml:"auth"`
+}
+
+// OTLPConfig is OTLP ingest, with its own bearer tokens (on both
+// listeners).
+type OTLPConfig struct {
+	otlp.Config `yaml:",inline"`
+	Auth        api.AuthConfig `yaml:"auth"`
 }
 
 // Test is one config test: input records go through the same multiline
@@ -224,6 +234,7 @@ func (c *Config) SetDefaults() {
 	c.NATS.SetDefaults()
 	c.Forward.SetDefaults()
 	c.HTTP.SetDefaults()
+	c.OTLP.SetDefaults()
 	c.API.SetDefaults()
 	c.Enrich.SetDefaults()
 	c.Cluster.ReplicasConfig.SetDefaults()
@@ -312,6 +323,8 @@ func (c *Config) Validate() error {
 	sub("forward", c.Forward.Validate())
 	sub("http", c.HTTP.Config.Validate())
 	sub("http.auth", c.HTTP.Auth.Validate())
+	sub("otlp", c.OTLP.Config.Validate())
+	sub("otlp.auth", c.OTLP.Auth.Validate())
 	sub("api", c.API.Validate())
 	sub("enrich", c.Enrich.Validate())
 	sub("cluster", c.Cluster.ReplicasConfig.Validate())
@@ -512,5 +525,6 @@ func (c *Config) Summary() string {
 	if c.NATS.URL != "" {
 		nats = c.NATS.URL
 	}
-	return fmt.Sprintf("forward=%s http=%s api=%s nats=%s sinks=%s", c.Forward.Listen, c.HTTP.Listen, c.API.Listen, nats, strings.Join(sinks, ","))
+	return fmt.Sprintf("forward=%s http=%s otlp_http=%s otlp_grpc=%s api=%s nats=%s sinks=%s", c.Forward.Listen, c.HTTP.Listen,
+		c.OTLP.HTTP.Listen, c.OTLP.GRPC.Listen, c.API.Listen, nats, strings.Join(sinks, ","))
 }

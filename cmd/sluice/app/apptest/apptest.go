@@ -23,6 +23,7 @@ func Start(t *testing.T, edit func(*config.Config)) (*app.App, string) {
 	c.NATS.Embedded.StoreDir = t.TempDir()
 	c.Forward.Listen = "127.0.0.1:0"
 	c.HTTP.Listen = "127.0.0.1:0"
+	c.OTLP.HTTP.Listen, c.OTLP.GRPC.Listen = "127.0.0.1:0", "127.0.0.1:0"
 	c.API.Listen = "127.0.0.1:0"
 	off := false
 	c.Enrich.Enabled = &off
