@@ -50,6 +50,11 @@ func BenchScenarios() []Scenario {
 		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", "", false},
 		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, "", "", false},
 		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, "", "", false},
+		// OTLP in, the same records in requests of 1000 (PrintBench compares
+		// them with "forward packed, ack" on as many connections).
+		{"otlp http protobuf, 1 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false},
+		{"otlp http protobuf, 4 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false},
+		{"otlp grpc, 4 conn", Config{Protocol: "otlp", Mode: OTLPGRPC, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false},
 		// A fleet: many forwarders, each sending one 20-record chunk a second.
 		{"fleet, 100 conn x 20 rec/s", fleet(100), "", "", false},
 		{"fleet, 1000 conn x 20 rec/s", fleet(1000), "", "", false},
@@ -210,8 +215,10 @@ type aggregator struct {
 // land.
 type server struct {
 	cmd           *exec.Cmd
-	forward, http string  // host:port
-	target        *Target // nil: the records go nowhere to be counted
+	forward, http string // host:port, and http's base URL
+	// otlpHTTP (a base URL) and otlpGRPC (host:port); "" when off.
+	otlpHTTP, otlpGRPC string
+	target             *Target // nil: the records go nowhere to be counted
 }
 
 // stop asks the process to end and waits up to 30 s before killing it.
@@ -252,6 +259,7 @@ func startSluice(bin string) func(ctx context.Context, dir string, sc Scenario, 
 			return nil, err
 		}
 		s.target = target
+		s.otlpHTTP, s.otlpGRPC = fmt.Sprintf("http://127.0.0.1:%d", ports[3]), fmt.Sprintf("127.0.0.1:%d", ports[4])
 		return s, nil
 	}
 }
@@ -310,9 +318,15 @@ func benchOne(ctx context.Context, agg aggregator, sc Scenario, o BenchOptions) 
 	}
 	defer srv.stop()
 	c := sc.Config
-	c.Addr = srv.forward
-	if c.Protocol == "http" {
+	switch {
+	case c.Protocol == "http":
 		c.Addr = srv.http
+	case c.Protocol == "otlp" && c.Mode == OTLPGRPC:
+		c.Addr = srv.otlpGRPC
+	case c.Protocol == "otlp":
+		c.Addr = srv.otlpHTTP
+	default:
+		c.Addr = srv.forward
 	}
 	if o.Progress != nil {
 		fmt.Fprintf(o.Progress, "%s (%s)\n", sc.Name, agg.name)
@@ -451,6 +465,7 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 				r.Name, durationOr(f.Balanced, "not reached"), 100*f.Shares[0], 100*f.Shares[1], 100*f.Shares[2], f.Shed, durationOr(f.Moved, "(not within 30 s)"), r.Lost, r.Dups)
 		}
 	}
+	printOTLPRatios(w, rows)
 	if len(cmp) > 0 {
 		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS):")
 		fmt.Fprintln(w, "\n| scenario | peer | acked | end to end | CPU per record | peak RSS |")
@@ -458,6 +473,43 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 		for _, l := range cmp {
 			fmt.Fprintln(w, l)
 		}
+	}
+}
+
+// printOTLPRatios compares each OTLP scenario with Forward's on as many
+// connections ("… 4 conn"), the same records: OTLP ÷ Forward.
+func printOTLPRatios(w io.Writer, rows []BenchRow) {
+	byName := map[string]BenchRow{}
+	for _, r := range rows {
+		if r.Aggregator == "sluice" {
+			byName[r.Name] = r
+		}
+	}
+	var lines []string
+	for _, r := range rows {
+		if r.Aggregator != "sluice" || !strings.HasPrefix(r.Name, "otlp ") {
+			continue
+		}
+		conns := r.Name[strings.LastIndex(r.Name, ", ")+2:]
+		f, ok := byName["forward packed, ack, "+conns]
+		if !ok || f.AckedPerSec == 0 || f.CPUPerRecord == 0 {
+			continue
+		}
+		e2e := "–"
+		if r.Verified && f.Verified && f.EndToEnd > 0 {
+			e2e = fmt.Sprintf("%.2f", r.EndToEnd/f.EndToEnd)
+		}
+		lines = append(lines, fmt.Sprintf("| %s | %s | %.2f | %s | %.2f |", r.Name, f.Name, r.AckedPerSec/f.AckedPerSec, e2e,
+			float64(r.CPUPerRecord)/float64(f.CPUPerRecord)))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nOTLP ÷ Forward, the same records (the target: acked at least 0.80):")
+	fmt.Fprintln(w, "\n| scenario | against | acked | end to end | CPU per record |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
 	}
 }
 

@@ -173,6 +173,8 @@ func (e *encoder) build(n, salt int) *request {
 			b.WriteByte(']')
 		}
 		r.body = b.Bytes()
+	case "otlp/" + OTLPProtobuf, "otlp/" + OTLPJSON, "otlp/" + OTLPGRPC:
+		r.body, r.seqAt = e.otlpRequest(p, n, salt)
 	default:
 		panic("loadtest: unknown protocol/mode " + e.cfg.Protocol + "/" + e.cfg.Mode)
 	}

@@ -54,12 +54,22 @@ func TestEveryMode(t *testing.T) {
 		{Protocol: "http", Mode: "json"},
 		{Protocol: "http", Mode: "ndjson", Gzip: true},
 		{Protocol: "http", Mode: "msgpack"},
+		{Protocol: "otlp", Mode: OTLPProtobuf},
+		{Protocol: "otlp", Mode: OTLPJSON, Gzip: true},
+		{Protocol: "otlp", Mode: OTLPGRPC},
 	}
+	otlpHTTP, otlpGRPC := a.OTLPAddrs()
 	for _, c := range cases {
 		t.Run(c.Protocol+"/"+c.Mode, func(t *testing.T) {
-			c.Addr = a.ForwardAddr().String()
-			if c.Protocol == "http" {
+			switch {
+			case c.Protocol == "http":
 				c.Addr = "http://" + a.HTTPAddr().String()
+			case c.Protocol == "otlp" && c.Mode == OTLPGRPC:
+				c.Addr = otlpGRPC.String()
+			case c.Protocol == "otlp":
+				c.Addr = "http://" + otlpHTTP.String()
+			default:
+				c.Addr = a.ForwardAddr().String()
 			}
 			if c.Records == 0 {
 				c.Records = 2500
@@ -354,6 +364,24 @@ func TestPrintBenchRatios(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "| b | fluent-bit") {
 		t.Errorf("a ratio for a scenario without a peer:\n%s", out.String())
+	}
+}
+
+// PrintBench sets each OTLP scenario beside Forward's on as many
+// connections.
+func TestPrintOTLPRatios(t *testing.T) {
+	rows := []BenchRow{
+		{Name: "forward packed, ack, 4 conn", Aggregator: "sluice", AckedPerSec: 1000, EndToEnd: 800, CPUPerRecord: 1000, Verified: true, Runs: 1},
+		{Name: "otlp http protobuf, 4 conn", Aggregator: "sluice", AckedPerSec: 850, EndToEnd: 600, CPUPerRecord: 1500, Verified: true, Runs: 1},
+		{Name: "otlp http protobuf, 1 conn", Aggregator: "sluice", AckedPerSec: 500, CPUPerRecord: 1500, Runs: 1},
+	}
+	var out strings.Builder
+	PrintBench(&out, rows)
+	if want := "| otlp http protobuf, 4 conn | forward packed, ack, 4 conn | 0.85 | 0.75 | 1.50 |"; !strings.Contains(out.String(), want) {
+		t.Errorf("no line %q in\n%s", want, out.String())
+	}
+	if strings.Contains(out.String(), "| otlp http protobuf, 1 conn | forward") {
+		t.Errorf("a ratio without the Forward scenario:\n%s", out.String())
 	}
 }
 

@@ -19,19 +19,21 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
 
 	"github.com/sluicelog/sluice/internal/forwardtest"
 )
 
 // Config is one load run, in hey's terms.
 type Config struct {
-	// Protocol is forward or http.
+	// Protocol is forward, http or otlp.
 	Protocol string `yaml:"protocol"`
-	// Addr is host:port for forward, a base URL for http
-	// (http://127.0.0.1:9880).
+	// Addr is host:port for forward and OTLP/gRPC, a base URL for http
+	// and OTLP/HTTP (http://127.0.0.1:9880, http://127.0.0.1:4318).
 	Addr string `yaml:"addr"`
 	// Mode: forward: packed (default), forward, message, gzip; http: json
-	// (default), ndjson, msgpack.
+	// (default), ndjson, msgpack; otlp: protobuf (default, OTLP/HTTP),
+	// json (OTLP/HTTP), grpc.
 	Mode string `yaml:"mode"`
 	// Ack asks for Forward acknowledgements (require_ack_response).
 	Ack bool `yaml:"ack"`
@@ -71,10 +73,13 @@ func (c *Config) SetDefaults() {
 		c.Protocol = "forward"
 	}
 	if c.Mode == "" {
-		c.Mode = map[string]string{"forward": "packed", "http": "json"}[c.Protocol]
+		c.Mode = map[string]string{"forward": "packed", "http": "json", "otlp": OTLPProtobuf}[c.Protocol]
 	}
 	if c.Addr == "" {
-		c.Addr = map[string]string{"forward": "127.0.0.1:24224", "http": "http://127.0.0.1:9880"}[c.Protocol]
+		c.Addr = map[string]string{"forward": "127.0.0.1:24224", "http": "http://127.0.0.1:9880", "otlp": "http://127.0.0.1:4318"}[c.Protocol]
+		if c.Protocol == "otlp" && c.Mode == OTLPGRPC {
+			c.Addr = "127.0.0.1:4317"
+		}
 	}
 	if c.Connections <= 0 {
 		c.Connections = 1
@@ -101,22 +106,23 @@ func (c *Config) SetDefaults() {
 
 // Validate checks the combination of settings.
 func (c *Config) Validate() error {
-	modes := map[string][]string{"forward": {"packed", "forward", "message", "gzip"}, "http": {"json", "ndjson", "msgpack"}}
+	modes := map[string][]string{"forward": {"packed", "forward", "message", "gzip"}, "http": {"json", "ndjson", "msgpack"},
+		"otlp": {OTLPProtobuf, OTLPJSON, OTLPGRPC}}
 	ok := false
 	for _, m := range modes[c.Protocol] {
 		ok = ok || m == c.Mode
 	}
 	switch {
 	case modes[c.Protocol] == nil:
-		return fmt.Errorf("protocol %q is not forward or http", c.Protocol)
+		return fmt.Errorf("protocol %q is not forward, http or otlp", c.Protocol)
 	case !ok:
 		return fmt.Errorf("mode %q is not one of %v for %s", c.Mode, modes[c.Protocol], c.Protocol)
 	case len(c.RunID) > 8:
 		return errors.New("run id longer than 8 characters")
 	case c.Records < 0 || c.Duration < 0 || c.Rate < 0:
 		return errors.New("records, duration and rate must not be negative")
-	case c.Protocol == "http" && c.Ack:
-		return errors.New("ack is for forward: every HTTP response is an acknowledgement")
+	case c.Protocol != "forward" && c.Ack:
+		return errors.New("ack is for forward: every HTTP or gRPC response is an acknowledgement")
 	}
 	return nil
 }
@@ -160,7 +166,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	var ready, wg sync.WaitGroup
 	begin := make(chan struct{})
 	var client *http.Client
-	if cfg.Protocol == "http" {
+	if cfg.Protocol == "http" || cfg.Protocol == "otlp" && cfg.Mode != OTLPGRPC {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = cfg.Connections
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: cfg.TLSInsecure} //nolint:gosec // an explicit flag
@@ -244,11 +250,22 @@ func (w *worker) run(ctx context.Context, cfg *Config, enc *encoder, reqs []*req
 		lim = rate.NewLimiter(rate.Limit(cfg.Rate), max(cfg.ChunkRecords, int(cfg.Rate/10)))
 	}
 	var conn *forwardtest.Conn
+	var cc *grpc.ClientConn
 	defer func() {
 		if conn != nil {
 			conn.Close()
 		}
+		if cc != nil {
+			cc.Close()
+		}
 	}()
+	if cfg.Protocol == "otlp" && cfg.Mode == OTLPGRPC {
+		var err error
+		if cc, err = dialOTLPGRPC(cfg); err != nil {
+			w.status["dial error"]++
+			return
+		}
+	}
 	var zbuf, body bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
 	for k := 0; ; k++ {
@@ -297,8 +314,12 @@ func (w *worker) run(ctx context.Context, cfg *Config, enc *encoder, reqs []*req
 				w.status["resent after "+status]++
 				time.Sleep(20 * time.Millisecond)
 			}
+		} else if cc != nil {
+			status, err = exportGRPC(ctx, cc, cfg, payload)
+		} else if cfg.Protocol == "otlp" {
+			status, err = postHTTP(ctx, client, cfg, "/v1/logs", map[string]string{OTLPProtobuf: "application/x-protobuf", OTLPJSON: "application/json"}[cfg.Mode], r, &body, zw)
 		} else {
-			status, err = postHTTP(ctx, client, cfg, r, &body, zw)
+			status, err = postHTTP(ctx, client, cfg, "/"+r.tag, map[string]string{"json": "application/json", "ndjson": "application/x-ndjson", "msgpack": "application/msgpack"}[cfg.Mode], r, &body, zw)
 		}
 		lat := time.Since(t0)
 		w.status[status]++
@@ -359,8 +380,9 @@ func sendForward(c *forwardtest.Conn, cfg *Config, payload []byte, chunk string)
 	return "acked", nil
 }
 
-// postHTTP posts one body and reads the status.
-func postHTTP(ctx context.Context, client *http.Client, cfg *Config, r *request, body *bytes.Buffer, zw *gzip.Writer) (string, error) {
+// postHTTP posts one body to path with the content type and reads the
+// status.
+func postHTTP(ctx context.Context, client *http.Client, cfg *Config, path, ctype string, r *request, body *bytes.Buffer, zw *gzip.Writer) (string, error) {
 	payload := r.body
 	body.Reset()
 	if cfg.Gzip {
@@ -369,11 +391,11 @@ func postHTTP(ctx context.Context, client *http.Client, cfg *Config, r *request,
 		_ = zw.Close()
 		payload = body.Bytes()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(cfg.Addr, "/")+"/"+r.tag, bytes.NewReader(payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(cfg.Addr, "/")+path, bytes.NewReader(payload))
 	if err != nil {
 		return "request error", err
 	}
-	req.Header.Set("Content-Type", map[string]string{"json": "application/json", "ndjson": "application/x-ndjson", "msgpack": "application/msgpack"}[cfg.Mode])
+	req.Header.Set("Content-Type", ctype)
 	if cfg.Gzip {
 		req.Header.Set("Content-Encoding", "gzip")
 	}

@@ -3,6 +3,8 @@
 //
 //	loadgen -n 1000000 -c 4 -ack 127.0.0.1:24224
 //	loadgen -protocol http -mode ndjson -z 30s -c 8 http://127.0.0.1:9880
+//	loadgen -protocol otlp -n 500000 -c 4 http://127.0.0.1:4318
+//	loadgen -protocol otlp -mode grpc -n 500000 -c 4 127.0.0.1:4317
 //	loadgen -n 200000 -ack -verify ./data/out 127.0.0.1:24224
 //	loadgen -n 200000 -ack -verify http://127.0.0.1:8080/metrics 127.0.0.1:24224
 //	loadgen -scenario mixed.yaml
@@ -85,8 +87,8 @@ func run() int {
 		peerFB   = flag.String("bench-fluent-bit", "", "also run the bench's Forward scenarios against this fluent-bit binary, in the same runs, and print the ratios")
 		vlBin    = flag.String("bench-victorialogs", "", "the victoria-logs binary the bench's Elasticsearch scenario writes into (default: victoria-logs beside the sluice binary, if there)")
 	)
-	flag.StringVar(&c.Protocol, "protocol", "forward", "forward or http")
-	flag.StringVar(&c.Mode, "mode", "", "forward: packed, forward, message, gzip; http: json, ndjson, msgpack")
+	flag.StringVar(&c.Protocol, "protocol", "forward", "forward, http or otlp")
+	flag.StringVar(&c.Mode, "mode", "", "forward: packed, forward, message, gzip; http: json, ndjson, msgpack; otlp: protobuf, json (OTLP/HTTP), grpc")
 	flag.IntVar(&c.Records, "n", 0, "records to send in all (default 100000 unless -z)")
 	flag.DurationVar(&c.Duration, "z", 0, "send for this long instead of -n records")
 	flag.IntVar(&c.Connections, "c", 1, "concurrent connections")
@@ -95,11 +97,11 @@ func run() int {
 	flag.BoolVar(&c.Ack, "ack", false, "forward: wait for each chunk's ack (require_ack_response)")
 	flag.BoolVar(&c.Resend, "resend", false, "forward with -ack: on a closed or failed connection, reconnect and send the unacknowledged chunk again (as Fluent Bit does)")
 	flag.IntVar(&c.ChunkRecords, "chunk", 1000, "records per chunk or request")
-	flag.BoolVar(&c.Gzip, "gzip", false, "http: gzip the bodies")
+	flag.BoolVar(&c.Gzip, "gzip", false, "http, otlp over HTTP: gzip the bodies")
 	flag.StringVar(&c.SharedKey, "shared-key", "", "forward: the shared key of the handshake")
 	flag.BoolVar(&c.TLS, "tls", false, "forward: dial with TLS")
 	flag.BoolVar(&c.TLSInsecure, "tls-insecure", false, "do not verify the server certificate")
-	flag.StringVar(&c.Token, "token", "", "http: bearer token")
+	flag.StringVar(&c.Token, "token", "", "http, otlp: bearer token")
 	flag.IntVar(&c.Workload.Pods, "pods", 10, "pods (tags) the records come from")
 	flag.Float64Var(&c.Workload.Nginx, "nginx", 70, "weight of nginx access lines")
 	flag.Float64Var(&c.Workload.JSON, "json", 25, "weight of JSON application logs")

@@ -171,10 +171,19 @@ func (cv *converter) convert(ld plog.Logs, b *batch, sizeHint int) {
 		// The resource's parts, encoded once: resource, kubernetes.
 		shared := b.shared[:0]
 		resFields := 0
-		if attrs.Len() > 0 {
+		k := kubernetesKeys(attrs)
+		if attrs.Len() > k {
+			// The attributes the kubernetes block holds are not repeated.
 			shared = msgp.AppendStr(shared, "resource")
-			var ok bool
-			if shared, ok = appendMap(shared, attrs, 1); !ok {
+			shared = msgp.AppendMapHeader(shared, attrs.Len()-k)
+			ok := true
+			for name, v := range attrs.All() {
+				if ok && !inKubernetes(name, v) {
+					shared = msgp.AppendStr(shared, name)
+					shared, ok = appendValue(shared, v, 1)
+				}
+			}
+			if !ok {
 				b.shared = shared
 				for range countRecords(rl) {
 					b.reject(ReasonTooDeep, "resource attributes nest too deeply")
@@ -183,13 +192,13 @@ func (cv *converter) convert(ld plog.Logs, b *batch, sizeHint int) {
 			}
 			resFields++
 		}
-		if k := kubernetesKeys(attrs); k > 0 {
+		if k > 0 {
 			shared = msgp.AppendStr(shared, "kubernetes")
 			shared = msgp.AppendMapHeader(shared, k)
 			for _, m := range resourceKubernetes {
-				if v, ok := attrs.Get(m.attr); ok && v.AsString() != "" {
+				if v, ok := attrs.Get(m.attr); ok && inKubernetes(m.attr, v) {
 					shared = msgp.AppendStr(shared, m.key)
-					shared = msgp.AppendStr(shared, v.AsString())
+					shared = msgp.AppendStr(shared, v.Str())
 				}
 			}
 			resFields++
@@ -242,14 +251,28 @@ func countRecords(rl plog.ResourceLogs) int {
 	return n
 }
 
+// kubernetesKeys counts the resource attributes the kubernetes block holds.
 func kubernetesKeys(attrs pcommon.Map) int {
 	n := 0
 	for _, m := range resourceKubernetes {
-		if v, ok := attrs.Get(m.attr); ok && v.AsString() != "" {
+		if v, ok := attrs.Get(m.attr); ok && inKubernetes(m.attr, v) {
 			n++
 		}
 	}
 	return n
+}
+
+// inKubernetes reports whether the kubernetes block holds this attribute.
+func inKubernetes(name string, v pcommon.Value) bool {
+	if !strings.HasPrefix(name, "k8s.") || v.Type() != pcommon.ValueTypeStr || v.Str() == "" {
+		return false
+	}
+	for _, m := range resourceKubernetes {
+		if m.attr == name {
+			return true
+		}
+	}
+	return false
 }
 
 // maxEventSec is the last second an EventTime (uint32 seconds) holds.

@@ -195,7 +195,8 @@ func TestRecordFromLogRecord(t *testing.T) {
 		t.Errorf("kubernetes %v", k8s)
 	}
 	res, _ := r["resource"].(map[string]any)
-	if res["service.name"] != "checkout" || len(res) != 5 {
+	if res["service.name"] != "checkout" || len(res) != 1 {
+		// The k8s.* attributes are in the kubernetes block, not repeated here.
 		t.Errorf("resource %v", res)
 	}
 	scope, _ := r["scope"].(map[string]any)
