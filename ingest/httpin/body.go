@@ -36,6 +36,22 @@ func bad(reason, format string, args ...any) *Status {
 	return &Status{Code: http.StatusBadRequest, Reason: reason, Msg: fmt.Sprintf(format, args...)}
 }
 
+// ValidateSizes checks the size limits both ingest handlers share; error
+// texts start with the field name.
+func ValidateSizes(maxBody, maxInflated, maxRecord units.ByteSize) []error {
+	var errs []error
+	if maxBody < 1<<10 || maxBody > 1<<30 {
+		errs = append(errs, errors.New("max_body_bytes: must be between 1KiB and 1GiB"))
+	}
+	if maxInflated < maxBody || maxInflated > 4<<30 {
+		errs = append(errs, errors.New("max_decompressed_bytes: must be at least max_body_bytes and at most 4GiB"))
+	}
+	if maxRecord < 1<<10 || maxRecord > 64<<20 {
+		errs = append(errs, errors.New("max_record_bytes: must be between 1KiB and 64MiB"))
+	}
+	return errs
+}
+
 // Body reads request bodies within two limits, inflating gzip, deflate and
 // zstd, into pooled buffers. Both ingest handlers (this package's and
 // OTLP's) read through one. It is safe for concurrent use.

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -116,15 +115,7 @@ func (c *Config) Validate() error {
 	if err := c.TLS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("tls.%w", err))
 	}
-	if c.MaxBodyBytes < 1<<10 || c.MaxBodyBytes > 1<<30 {
-		add("max_body_bytes", "must be between 1KiB and 1GiB")
-	}
-	if c.MaxDecompressedBytes < c.MaxBodyBytes || c.MaxDecompressedBytes > 4<<30 {
-		add("max_decompressed_bytes", "must be at least max_body_bytes and at most 4GiB")
-	}
-	if c.MaxRecordBytes < 1<<10 || c.MaxRecordBytes > 64<<20 {
-		add("max_record_bytes", "must be between 1KiB and 64MiB")
-	}
+	errs = append(errs, ValidateSizes(c.MaxBodyBytes, c.MaxDecompressedBytes, c.MaxRecordBytes)...)
 	if c.MaxRecords < 1 {
 		add("max_records", "must be positive")
 	}
@@ -209,9 +200,7 @@ type Handler struct {
 	now  func() time.Time
 	m    *Metrics
 	sem  *semaphore.Weighted
-	body *Body
-
-	bufs sync.Pool // *[]byte: entries
+	body *Body // also pools the entries' buffers
 }
 
 // NewHandler returns the ingest handler; cfg must have its defaults set and
@@ -455,18 +444,5 @@ func formField(body []byte, q url.Values) ([]byte, Format, *Status) {
 	return nil, 0, bad(ReasonForm, "form body needs a 'json', 'ndjson' or 'msgpack' field")
 }
 
-func (h *Handler) getBuf() *[]byte {
-	if b, ok := h.bufs.Get().(*[]byte); ok {
-		return b
-	}
-	b := make([]byte, 0, 64<<10)
-	return &b
-}
-
-func (h *Handler) putBuf(b *[]byte) {
-	if cap(*b) > maxPooledBuf {
-		return
-	}
-	*b = (*b)[:0]
-	h.bufs.Put(b)
-}
+func (h *Handler) getBuf() *[]byte  { return h.body.get() }
+func (h *Handler) putBuf(b *[]byte) { h.body.put(b) }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/tlsconfig"
 	"github.com/sluicelog/sluice/internal/units"
 )
@@ -128,15 +129,7 @@ func (c *Config) Validate() error {
 	if _, err := parseTag(c.Tag); err != nil {
 		add("tag", err.Error())
 	}
-	if c.MaxBodyBytes < 1<<10 || c.MaxBodyBytes > 1<<30 {
-		add("max_body_bytes", "must be between 1KiB and 1GiB")
-	}
-	if c.MaxDecompressedBytes < c.MaxBodyBytes || c.MaxDecompressedBytes > 4<<30 {
-		add("max_decompressed_bytes", "must be at least max_body_bytes and at most 4GiB")
-	}
-	if c.MaxRecordBytes < 1<<10 || c.MaxRecordBytes > 64<<20 {
-		add("max_record_bytes", "must be between 1KiB and 64MiB")
-	}
+	errs = append(errs, httpin.ValidateSizes(c.MaxBodyBytes, c.MaxDecompressedBytes, c.MaxRecordBytes)...)
 	if c.MaxConcurrentRequests < 1 {
 		add("max_concurrent_requests", "must be positive")
 	}
