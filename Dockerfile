@@ -26,7 +26,7 @@ COPY --from=build --chown=65532:65532 /out/state /var/lib/sluice
 WORKDIR /var/lib/sluice
 USER 65532:65532
 # Forward (TCP, and UDP heartbeats), HTTP ingest, API and metrics.
-EXPOSE 24224/tcp 24224/udp 9880/tcp 8080/tcp
+EXPOSE 24224/tcp 24224/udp 9880/tcp 4317/tcp 4318/tcp 8080/tcp
 HEALTHCHECK --interval=10s --timeout=6s --start-period=20s \
     CMD ["/usr/local/bin/sluice", "-probe", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["/usr/local/bin/sluice"]

@@ -322,7 +322,8 @@ func sluiceInCluster(t *testing.T, objs objects) (*config.Config, *appsv1.Deploy
 	// Ports: the container's are sluice's listeners; the Service's point
 	// at them by name and protocol.
 	want := map[string]int32{"forward": port(t, cfg.Forward.Listen), "forward-udp": port(t, cfg.Forward.Listen),
-		"http": port(t, cfg.HTTP.Listen), "api": port(t, cfg.API.Listen)}
+		"http": port(t, cfg.HTTP.Listen), "api": port(t, cfg.API.Listen),
+		"otlp-grpc": port(t, cfg.OTLP.GRPC.Listen), "otlp-http": port(t, cfg.OTLP.HTTP.Listen)}
 	cports := map[string]corev1.ContainerPort{}
 	for _, p := range c.Ports {
 		cports[p.Name] = p
@@ -536,17 +537,20 @@ func parseInPod(t *testing.T, spec corev1.PodSpec, c corev1.Container, raw strin
 		t.Fatalf("sluice's configuration: %v", err)
 	}
 	in := func(p *string) { *p = strings.TrimPrefix(*p, tmp) }
+	in(&cfg.NATS.CredsFile)
 	in(&cfg.Forward.Security.SharedKeyFile)
 	in(&cfg.Forward.TLS.CertFile)
 	in(&cfg.Forward.TLS.KeyFile)
 	in(&cfg.Forward.TLS.ClientCAFile)
-	for _, tc := range []*tlsconfig.Config{&cfg.HTTP.TLS, &cfg.API.TLS} {
+	for _, tc := range []*tlsconfig.Config{&cfg.HTTP.TLS, &cfg.OTLP.HTTP.TLS, &cfg.OTLP.GRPC.TLS, &cfg.API.TLS} {
 		in(&tc.CertFile)
 		in(&tc.KeyFile)
 		in(&tc.ClientCAFile)
 	}
-	for i := range cfg.HTTP.Auth.TokenFiles {
-		in(&cfg.HTTP.Auth.TokenFiles[i])
+	for _, files := range [][]string{cfg.HTTP.Auth.TokenFiles, cfg.OTLP.Auth.TokenFiles} {
+		for i := range files {
+			in(&files[i])
+		}
 	}
 	return cfg
 }
