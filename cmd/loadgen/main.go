@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -83,7 +84,7 @@ func run() int {
 		bench    = flag.String("bench", "", "run make bench's scenarios against this sluice binary and print the table")
 		scale    = flag.Float64("bench-scale", 1, "scale the bench scenarios' record counts")
 		count    = flag.Int("bench-count", 3, "runs of each bench scenario; the table shows the median")
-		only     = flag.String("bench-run", "", "run only the bench scenario of this name, or else those whose name contains this")
+		only     = flag.String("bench-run", "", "run only the bench scenario of this name, or else those whose name this regular expression matches (\"forward packed, ack, 4 conn$|otlp\")")
 		peerFB   = flag.String("bench-fluent-bit", "", "also run the bench's Forward scenarios against this fluent-bit binary, in the same runs, and print the ratios")
 		vlBin    = flag.String("bench-victorialogs", "", "the victoria-logs binary the bench's Elasticsearch scenario writes into (default: victoria-logs beside the sluice binary, if there)")
 	)
@@ -131,8 +132,13 @@ func run() int {
 		var scs []loadtest.Scenario
 		all := loadtest.BenchScenarios()
 		exact := slices.ContainsFunc(all, func(sc loadtest.Scenario) bool { return sc.Name == *only })
+		re, err := regexp.Compile(*only)
+		if err != nil && !exact {
+			fmt.Fprintf(os.Stderr, "loadgen: -bench-run: %v\n", err)
+			os.Exit(2)
+		}
 		for _, sc := range all {
-			if exact && sc.Name == *only || !exact && strings.Contains(sc.Name, *only) {
+			if exact && sc.Name == *only || !exact && re.MatchString(sc.Name) {
 				if sc.Duration > 0 {
 					sc.Duration = max(time.Second, time.Duration(float64(sc.Duration)**scale))
 				} else {
@@ -142,7 +148,7 @@ func run() int {
 			}
 		}
 		if len(scs) == 0 {
-			fmt.Fprintf(os.Stderr, "loadgen: no bench scenario has %q in its name\n", *only)
+			fmt.Fprintf(os.Stderr, "loadgen: no bench scenario's name matches %q\n", *only)
 			return 2
 		}
 		if *vlBin == "" {

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/featuregate"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -43,30 +42,21 @@ func benchRequest(b *testing.B) []byte {
 func BenchmarkDecodeAndConvert(b *testing.B) {
 	body := benchRequest(b)
 	cv := converter{tag: mustTagB(b, DefaultTag), maxRecord: 1 << 20, now: time.Now}
-	for _, pooled := range []bool{false, true} {
-		b.Run(fmt.Sprintf("pooled=%v", pooled), func(b *testing.B) {
-			if err := featuregate.GlobalRegistry().Set(protoPooling, pooled); err != nil {
-				b.Fatal(err)
-			}
-			defer func() { _ = featuregate.GlobalRegistry().Set(protoPooling, true) }()
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				req := plogotlp.NewExportRequest()
-				if err := req.UnmarshalProto(body); err != nil {
-					b.Fatal(err)
-				}
-				var bt batch
-				cv.convert(req.Logs(), &bt, len(body))
-				release(req.Logs())
-				if bt.records != 1000 {
-					b.Fatal(bt.records)
-				}
-				bt.release()
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
-		})
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			b.Fatal(err)
+		}
+		var bt batch
+		cv.convert(req.Logs(), &bt, len(body))
+		if bt.records != 1000 {
+			b.Fatal(bt.records)
+		}
+		bt.release()
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
 }
 
 func mustTagB(b *testing.B, s string) []tagPart {
@@ -78,3 +68,20 @@ func mustTagB(b *testing.B, s string) []tagPart {
 }
 
 func pcommonTS(i int) pcommon.Timestamp { return pcommon.Timestamp(i) }
+
+// BenchmarkConvert is the conversion alone, from a decoded request.
+func BenchmarkConvert(b *testing.B) {
+	body := benchRequest(b)
+	cv := converter{tag: mustTagB(b, DefaultTag), maxRecord: 1 << 20, now: time.Now}
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(body); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var bt batch
+		cv.convert(req.Logs(), &bt, len(body))
+		bt.release()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
+}
