@@ -48,7 +48,8 @@ type ReplicaStatus struct {
 	ID                 string    `json:"id"`
 	ForwardConnections int       `json:"forward_connections"`
 	HTTPConnections    int       `json:"http_connections"`
-	RecordsPerSec      float64   `json:"records_per_sec"` // ingested, over its last announce interval
+	OTLPConnections    int       `json:"otlp_connections"` // OTLP/HTTP's
+	RecordsPerSec      float64   `json:"records_per_sec"`  // ingested, over its last announce interval
 	Draining           bool      `json:"draining"`
 	Announced          time.Time `json:"announced"`
 }

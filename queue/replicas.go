@@ -75,12 +75,15 @@ func KeyFor(host string) string {
 
 // Replica is what a replica announces about itself.
 type Replica struct {
-	ID                 string    `json:"id"`
-	ForwardConnections int       `json:"forward_connections"`
-	HTTPConnections    int       `json:"http_connections"`
-	RecordsPerSec      float64   `json:"records_per_sec"`
-	Draining           bool      `json:"draining"`
-	Announced          time.Time `json:"announced"`
+	ID                 string `json:"id"`
+	ForwardConnections int    `json:"forward_connections"`
+	HTTPConnections    int    `json:"http_connections"`
+	// OTLPConnections are OTLP/HTTP's; gRPC clients spread by
+	// otlp.grpc.max_connection_age instead.
+	OTLPConnections int       `json:"otlp_connections"`
+	RecordsPerSec   float64   `json:"records_per_sec"`
+	Draining        bool      `json:"draining"`
+	Announced       time.Time `json:"announced"`
 }
 
 // Replicas announces this replica in a key-value bucket (one key per

@@ -232,11 +232,11 @@ func cmdStatus(c *cli, _ *cmdFlags, args []string) error {
 		if id == st.Replica {
 			id += " (this)"
 		}
-		rows = append(rows, []string{id, strconv.Itoa(r.ForwardConnections), strconv.Itoa(r.HTTPConnections),
+		rows = append(rows, []string{id, strconv.Itoa(r.ForwardConnections), strconv.Itoa(r.HTTPConnections), strconv.Itoa(r.OTLPConnections),
 			strconv.FormatFloat(r.RecordsPerSec, 'f', 0, 64), strconv.FormatBool(r.Draining)})
 	}
 	fmt.Fprintln(c.out)
-	c.table("REPLICA\tFORWARD\tHTTP\tRECORDS/S\tDRAINING", rows)
+	c.table("REPLICA\tFORWARD\tHTTP\tOTLP\tRECORDS/S\tDRAINING", rows)
 	return nil
 }
 

@@ -132,11 +132,11 @@ func (m *topModel) View() string {
 	if len(st.Replicas) > 0 {
 		b.WriteString("\n")
 		tw = tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "REPLICA\tFORWARD\tHTTP\tRECORDS/S\tDRAINING")
+		fmt.Fprintln(tw, "REPLICA\tFORWARD\tHTTP\tOTLP\tRECORDS/S\tDRAINING")
 		reps := append([]api.ReplicaStatus(nil), st.Replicas...)
 		sort.Slice(reps, func(i, j int) bool { return reps[i].ID < reps[j].ID })
 		for _, r := range reps {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%v\n", r.ID, r.ForwardConnections, r.HTTPConnections, r.RecordsPerSec, r.Draining)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%v\n", r.ID, r.ForwardConnections, r.HTTPConnections, r.OTLPConnections, r.RecordsPerSec, r.Draining)
 		}
 		tw.Flush()
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -610,5 +611,83 @@ func TestTLSOnBothListeners(t *testing.T) {
 	}
 	if len(pub.stored()) != 2 {
 		t.Fatalf("stored %d", len(pub.stored()))
+	}
+}
+
+// Balancing sheds OTLP/HTTP keep-alive connections as it does HTTP
+// ingest's: the next answer on a shed connection says Connection: close,
+// and the connection no longer counts.
+func TestShedOTLPConnections(t *testing.T) {
+	pub := &recPub{}
+	r, reg := start(t, testConfig(nil), nil, pub)
+	body, _ := plogotlp.NewExportRequestFromLogs(podLogs("a", "p", "c", 1)).MarshalProto()
+	url := "http://" + r.HTTPAddr().String() + LogsPath
+	if res, _ := post(t, url, contentProtobuf, "", body); res.Close || res.StatusCode != 200 {
+		t.Fatalf("first answer: %d, close %v", res.StatusCode, res.Close)
+	}
+	if n := r.Connections(); n != 1 {
+		t.Fatalf("connections %d, want the one kept alive", n)
+	}
+	if n := r.Shed(5, "balance"); n != 1 {
+		t.Fatalf("shed %d, want 1", n)
+	}
+	if n := r.Connections(); n != 0 {
+		t.Fatalf("connections %d after shedding", n)
+	}
+	res, _ := post(t, url, contentProtobuf, "", body)
+	if res.StatusCode != 200 || !res.Close {
+		t.Fatalf("answer on the shed connection: %d, close %v", res.StatusCode, res.Close)
+	}
+	if len(pub.stored()) != 2 {
+		t.Fatalf("stored %d chunks", len(pub.stored()))
+	}
+	if n, err := testutil.GatherAndCount(reg, "sluice_ingest_connections_shed_total"); err != nil || n != 1 {
+		t.Fatalf("shed series %d %v", n, err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// otlp.grpc.max_connection_age sends clients GOAWAY once their connection
+// is that old: a client exporting for a while dials more than once, and no
+// export fails.
+func TestGRPCMaxConnectionAge(t *testing.T) {
+	pub := &recPub{}
+	r, _ := start(t, testConfig(func(c *Config) { c.GRPC.MaxConnectionAge = 100 * time.Millisecond }), nil, pub)
+	var mu sync.Mutex
+	dials := 0
+	cc, err := grpc.NewClient(r.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			mu.Lock()
+			dials++
+			mu.Unlock()
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	cl := plogotlp.NewGRPCClient(cc)
+	exports := 0
+	for deadline := time.Now().Add(10 * time.Second); ; exports++ {
+		mu.Lock()
+		n := dials
+		mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dials after %d exports in 10 s: connections are not aged out", n, exports)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cl.Export(ctx, plogotlp.NewExportRequestFromLogs(podLogs("a", "p", "c", 1)), grpc.WaitForReady(true))
+		cancel()
+		if err != nil {
+			t.Fatalf("export %d: %v", exports, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(pub.stored()) != exports {
+		t.Fatalf("stored %d chunks of %d exports", len(pub.stored()), exports)
 	}
 }

@@ -119,6 +119,26 @@ func (r *Receiver) GRPCAddr() net.Addr {
 	return r.grpcLn.Addr()
 }
 
+// Connections returns the open OTLP/HTTP connections that were not asked
+// to close (0 when the listener is off).
+func (r *Receiver) Connections() int {
+	if r.http == nil {
+		return 0
+	}
+	return r.http.Connections()
+}
+
+// Shed asks up to n OTLP/HTTP keep-alive connections, the longest open
+// first, to close after their next answer, so that the clients reconnect
+// through the load balancer (balancing across replicas). It returns how
+// many it asked.
+func (r *Receiver) Shed(n int, reason string) int {
+	if r.http == nil {
+		return 0
+	}
+	return r.http.Shed(n, reason)
+}
+
 // Shutdown stops accepting and waits for the requests in progress, which
 // answer once their records are stored; when ctx ends first the rest are
 // cut off unanswered, and their clients send them again.

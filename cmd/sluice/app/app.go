@@ -201,6 +201,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			if a.http != nil {
 				ls = append(ls, balance.Listener{Name: "http", Shedder: a.http, Announced: func(r queue.Replica) int { return r.HTTPConnections }})
 			}
+			if a.otlp != nil && a.otlp.HTTPAddr() != nil {
+				ls = append(ls, balance.Listener{Name: otlp.ListenerHTTP, Shedder: a.otlp, Announced: func(r queue.Replica) int { return r.OTLPConnections }})
+			}
 			balance.Run(bctx, b, a.replicas, a.set.Logger, ls...)
 		}()
 		a.stopBalance = func() { cancel(); <-done }
@@ -283,7 +286,10 @@ func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
 	lastT := a.set.Now()
 	self := func() queue.Replica {
 		mfs, _ := a.reg.Gather() // once per announcement
-		n := listenerValue(mfs, "sluice_ingest_records_total", "forward") + listenerValue(mfs, "sluice_ingest_records_total", "http")
+		var n float64
+		for _, l := range []string{"forward", "http", otlp.ListenerHTTP, otlp.ListenerGRPC} {
+			n += listenerValue(mfs, "sluice_ingest_records_total", l)
+		}
 		now := a.set.Now()
 		var rate float64
 		if d := now.Sub(lastT).Seconds(); d > 0 {
@@ -294,6 +300,9 @@ func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
 			ForwardConnections: a.forward.Connections()}
 		if a.http != nil {
 			me.HTTPConnections = a.http.Connections()
+		}
+		if a.otlp != nil {
+			me.OTLPConnections = a.otlp.Connections()
 		}
 		return me
 	}

@@ -36,7 +36,7 @@ func (o operator) Status(ctx context.Context) (*api.Status, error) {
 		st.Replica = a.replicas.ID()
 		for _, r := range a.replicas.List() {
 			st.Replicas = append(st.Replicas, api.ReplicaStatus{ID: r.ID, ForwardConnections: r.ForwardConnections,
-				HTTPConnections: r.HTTPConnections, RecordsPerSec: r.RecordsPerSec, Draining: r.Draining, Announced: r.Announced})
+				HTTPConnections: r.HTTPConnections, OTLPConnections: r.OTLPConnections, RecordsPerSec: r.RecordsPerSec, Draining: r.Draining, Announced: r.Announced})
 		}
 	}
 	if a.forward != nil {
