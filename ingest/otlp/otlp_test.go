@@ -691,3 +691,86 @@ func TestGRPCMaxConnectionAge(t *testing.T) {
 		t.Fatalf("stored %d chunks of %d exports", len(pub.stored()), exports)
 	}
 }
+
+// slowPub stores after a delay, once released.
+type slowPub struct {
+	recPub
+	release chan struct{}
+	entered chan struct{}
+}
+
+type slowPending struct{ release chan struct{} }
+
+func (p slowPending) Wait(ctx context.Context) error {
+	select {
+	case <-p.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *slowPub) Publish(c *chunk.Chunk) (chunk.Pending, error) {
+	if _, err := p.recPub.Publish(c); err != nil {
+		return nil, err
+	}
+	p.entered <- struct{}{}
+	return slowPending{p.release}, nil
+}
+
+// Shutdown answers the requests in flight once their records are stored,
+// on both listeners, and takes no new ones.
+func TestShutdownAnswersRequestsInFlight(t *testing.T) {
+	pub := &slowPub{release: make(chan struct{}), entered: make(chan struct{}, 2)}
+	cfg := testConfig(nil)
+	r := New(cfg, nil, pub, component.Settings{})
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := plogotlp.NewExportRequestFromLogs(podLogs("a", "p", "c", 3)).MarshalProto()
+	url := "http://" + r.HTTPAddr().String() + LogsPath
+	httpDone := make(chan int, 1)
+	go func() {
+		res, err := http.Post(url, contentProtobuf, bytes.NewReader(body))
+		if err != nil {
+			httpDone <- 0
+			return
+		}
+		res.Body.Close()
+		httpDone <- res.StatusCode
+	}()
+	cl := grpcClient(t, r, nil)
+	grpcDone := make(chan error, 1)
+	go func() {
+		_, err := cl.Export(context.Background(), plogotlp.NewExportRequestFromLogs(podLogs("a", "p", "c", 3)))
+		grpcDone <- err
+	}()
+	<-pub.entered
+	<-pub.entered // both requests wait for storage
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stopped <- r.Shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond) // Shutdown is waiting for them
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned before the requests in flight were answered: %v", err)
+	default:
+	}
+	close(pub.release)
+	if code := <-httpDone; code != 200 {
+		t.Fatalf("OTLP/HTTP request in flight: %d", code)
+	}
+	if err := <-grpcDone; err != nil {
+		t.Fatalf("OTLP/gRPC request in flight: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Post(url, contentProtobuf, bytes.NewReader(body)); err == nil {
+		t.Fatal("a request after Shutdown was taken")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
