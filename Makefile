@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzFastJSONMatchesFull -fuzztime=$(FUZZTIME) ./ingest/httpin/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./enrich/parser/
 	$(GO) test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./sinks/transform/
+	$(GO) test -run='^$$' -fuzz=FuzzExport -fuzztime=$(FUZZTIME) ./ingest/otlp/
 	$(GO) test -run='^$$' -fuzz=FuzzJoin -fuzztime=$(FUZZTIME) ./ingest/multiline/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendObject -fuzztime=$(FUZZTIME) ./internal/jsonmp/
 

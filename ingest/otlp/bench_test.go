@@ -41,7 +41,7 @@ func benchRequest(b *testing.B) []byte {
 //	go test -run XXX -bench DecodeAndConvert -benchmem ./ingest/otlp/
 func BenchmarkDecodeAndConvert(b *testing.B) {
 	body := benchRequest(b)
-	cv := converter{tag: mustTagB(b, DefaultTag), maxRecord: 1 << 20, now: time.Now}
+	cv := converter{tag: mustTag(b, DefaultTag), maxRecord: 1 << 20, now: time.Now}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -59,20 +59,12 @@ func BenchmarkDecodeAndConvert(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
 }
 
-func mustTagB(b *testing.B, s string) []tagPart {
-	p, err := parseTag(s)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
-
 func pcommonTS(i int) pcommon.Timestamp { return pcommon.Timestamp(i) }
 
 // BenchmarkConvert is the conversion alone, from a decoded request.
 func BenchmarkConvert(b *testing.B) {
 	body := benchRequest(b)
-	cv := converter{tag: mustTagB(b, DefaultTag), maxRecord: 1 << 20, now: time.Now}
+	cv := converter{tag: mustTag(b, DefaultTag), maxRecord: 1 << 20, now: time.Now}
 	req := plogotlp.NewExportRequest()
 	if err := req.UnmarshalProto(body); err != nil {
 		b.Fatal(err)

@@ -220,7 +220,7 @@ func TestRecordFromLogRecord(t *testing.T) {
 	}
 }
 
-func mustTag(t *testing.T, s string) []tagPart {
+func mustTag(t testing.TB, s string) []tagPart {
 	t.Helper()
 	p, err := parseTag(s)
 	if err != nil {
