@@ -774,3 +774,39 @@ func TestShutdownAnswersRequestsInFlight(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// Mutual TLS, as on the HTTP listener: with client_ca_file, a client
+// without a certificate from that CA is refused on both listeners.
+func TestMutualTLSOnBothListeners(t *testing.T) {
+	ca, clients := testcerts.NewCA(t, "otlp-ca"), testcerts.NewCA(t, "agents")
+	tc := testcerts.Files(t, ca, clients)
+	pub := &recPub{}
+	r, _ := start(t, testConfig(func(c *Config) { c.HTTP.TLS, c.GRPC.TLS = tc, tc }), nil, pub)
+	body, _ := plogotlp.NewExportRequestFromLogs(podLogs("a", "p", "c", 2)).MarshalProto()
+	for _, withCert := range []bool{false, true} {
+		cfg := &tls.Config{RootCAs: ca.Pool()}
+		if withCert {
+			cfg.Certificates = []tls.Certificate{clients.ClientCert(t)}
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		res, err := hc.Post("https://"+r.HTTPAddr().String()+LogsPath, contentProtobuf, bytes.NewReader(body))
+		if withCert != (err == nil) {
+			t.Fatalf("https, client certificate %v: %v", withCert, err)
+		}
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode != 200 {
+				t.Fatalf("https with a certificate: %d", res.StatusCode)
+			}
+		}
+		hc.CloseIdleConnections()
+		cl := grpcClient(t, r, credentials.NewTLS(cfg))
+		_, err = cl.Export(context.Background(), plogotlp.NewExportRequestFromLogs(podLogs("a", "p", "c", 2)))
+		if withCert != (err == nil) {
+			t.Fatalf("grpc, client certificate %v: %v", withCert, err)
+		}
+	}
+	if len(pub.stored()) != 2 {
+		t.Fatalf("stored %d chunks, want the 2 sent with a certificate", len(pub.stored()))
+	}
+}
