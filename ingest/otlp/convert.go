@@ -58,6 +58,9 @@ func parseTag(s string) ([]tagPart, error) {
 	return parts, nil
 }
 
+// chunkID is the id of every OTLP chunk (see batch.chunkFor).
+const chunkID = "otlp"
+
 // missingAttr stands in the tag for an attribute the resource lacks.
 const missingAttr = "_"
 
@@ -126,7 +129,12 @@ func (b *batch) chunkFor(tag string, size int) int {
 			return i
 		}
 	}
-	b.chunks = append(b.chunks, &chunk.Chunk{Tag: tag})
+	// The id makes the queue take the message id from the tag and the
+	// entries: a request sent again (after a timeout, or a 503 when only
+	// some of its chunks were stored) is stored once within the stream's
+	// duplicate_window. Records carry their own times to the nanosecond,
+	// so distinct records do not collide.
+	b.chunks = append(b.chunks, &chunk.Chunk{Tag: tag, ID: chunkID})
 	b.bufs = append(b.bufs, bufpool.Get(size))
 	return len(b.chunks) - 1
 }

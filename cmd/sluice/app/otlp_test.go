@@ -223,3 +223,47 @@ func TestOTLPBackpressureWithTheCollectorExporter(t *testing.T) {
 	}
 	assertExactly(t, got, stored)
 }
+
+// A request sent again (a client retrying after a timeout) is stored once:
+// its chunks' message ids come from their tag and entries.
+func TestOTLPResentRequestStoredOnce(t *testing.T) {
+	out := t.TempDir()
+	cfg := testConfig(t, t.TempDir(), out)
+	a := startApp(t, cfg)
+	defer shutdown(t, a)
+	httpAddr, _ := a.OTLPAddrs()
+	url := "http://" + httpAddr.String() + "/v1/logs"
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	ld := otlpPodLogs(0, 50, t0)
+	// A second resource: the request becomes two chunks.
+	other := otlpPodLogs(50, 50, t0)
+	other.ResourceLogs().At(0).Resource().Attributes().PutStr("k8s.pod.name", "web-2")
+	other.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
+	body, _ := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+	for range 3 {
+		res, err := httpClient.Post(url, "application/x-protobuf", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("status %d", res.StatusCode)
+		}
+	}
+	// Another request is stored as usual.
+	ld2 := otlpPodLogs(100, 1, t0)
+	body2, _ := plogotlp.NewExportRequestFromLogs(ld2).MarshalProto()
+	res, err := httpClient.Post(url, "application/x-protobuf", bytes.NewReader(body2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	waitLines(t, out, 101)
+	waitDrained(t, a, "file")
+	got := map[int]int{}
+	for _, l := range readLines(t, out) {
+		attrs, _ := l["attributes"].(map[string]any)
+		got[int(attrs["seq"].(float64))]++
+	}
+	assertExactly(t, got, 101)
+}
