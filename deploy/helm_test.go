@@ -320,22 +320,7 @@ func sluiceFromChart(t *testing.T, r rendered) (*config.Config, *appsv1.Deployme
 	}
 
 	// The metadata cache's service account and what it may read.
-	if pod.Spec.ServiceAccountName != sa.Name {
-		t.Errorf("pods run as %q, the service account is %s", pod.Spec.ServiceAccountName, sa.Name)
-	}
-	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name ||
-		len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != releaseNS {
-		t.Errorf("the binding %+v does not bind %s/%s to %s", binding.Subjects, releaseNS, sa.Name, role.Name)
-	}
-	for _, res := range []string{"pods", "namespaces"} {
-		for _, verb := range []string{"get", "list", "watch"} {
-			if !slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
-				return slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, res) && slices.Contains(r.Verbs, verb)
-			}) {
-				t.Errorf("the ClusterRole does not allow %s %s", verb, res)
-			}
-		}
-	}
+	checkMetadataRBAC(t, pod.Spec, sa, binding, role, releaseNS)
 
 	// Container ports: sluice's listeners, by the configuration sluice
 	// reads; every Service port targets one by name and protocol.

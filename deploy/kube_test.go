@@ -286,22 +286,7 @@ func sluiceInCluster(t *testing.T, objs objects) (*config.Config, *appsv1.Deploy
 	}
 
 	// The metadata cache's service account and what it may read.
-	if pod.Spec.ServiceAccountName != sa.Name {
-		t.Errorf("pods run as %q, the service account is %s", pod.Spec.ServiceAccountName, sa.Name)
-	}
-	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name ||
-		len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != ns {
-		t.Errorf("the binding %+v does not bind %s/%s to %s", binding.Subjects, ns, sa.Name, role.Name)
-	}
-	for _, res := range []string{"pods", "namespaces"} {
-		for _, verb := range []string{"get", "list", "watch"} {
-			if !slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
-				return slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, res) && slices.Contains(r.Verbs, verb)
-			}) {
-				t.Errorf("the ClusterRole does not allow %s %s", verb, res)
-			}
-		}
-	}
+	checkMetadataRBAC(t, pod.Spec, sa, binding, role, ns)
 
 	// sluice's configuration, validated by sluice, from the file the
 	// container is told to read.
@@ -595,4 +580,27 @@ func awsRegion(s config.SinkConfig) string {
 		return s.S3.AWS.Region
 	}
 	return ""
+}
+
+// checkMetadataRBAC checks that the pods run as the service account that
+// the binding gives the ClusterRole, and that the role lets the metadata
+// cache get, list and watch pods and namespaces.
+func checkMetadataRBAC(t *testing.T, pod corev1.PodSpec, sa *corev1.ServiceAccount, binding *rbacv1.ClusterRoleBinding, role *rbacv1.ClusterRole, ns string) {
+	t.Helper()
+	if pod.ServiceAccountName != sa.Name {
+		t.Errorf("pods run as %q, the service account is %s", pod.ServiceAccountName, sa.Name)
+	}
+	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name ||
+		len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != ns {
+		t.Errorf("the binding %+v does not bind %s/%s to %s", binding.Subjects, ns, sa.Name, role.Name)
+	}
+	for _, res := range []string{"pods", "namespaces"} {
+		for _, verb := range []string{"get", "list", "watch"} {
+			if !slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+				return slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, res) && slices.Contains(r.Verbs, verb)
+			}) {
+				t.Errorf("the ClusterRole does not allow %s %s", verb, res)
+			}
+		}
+	}
 }
