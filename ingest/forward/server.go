@@ -180,7 +180,7 @@ func newServerMetrics(r prometheus.Registerer) *serverMetrics {
 		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_chunks_total",
 			Help: "Forward values decoded, by mode.", ConstLabels: l}, []string{"mode"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_rejected_total",
-			Help: "Connections closed for bad input, by reason.", ConstLabels: l}, []string{"reason"}),
+			Help: "Connections closed (Forward) or requests refused (HTTP, OTLP) for bad input, by reason.", ConstLabels: l}, []string{"reason"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_dropped_records_total",
 			Help: "Records acknowledged but deliberately not stored, by reason.", ConstLabels: l}, []string{"reason"}),
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_ingest_connections",

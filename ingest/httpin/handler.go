@@ -175,7 +175,7 @@ func NewMetrics(listener string, r prometheus.Registerer) *Metrics {
 		Bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_bytes_total",
 			Help: "Bytes of records stored durably, after decompression.", ConstLabels: l}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_rejected_total",
-			Help: "Connections closed for bad input, by reason.", ConstLabels: l}, []string{"reason"}),
+			Help: "Connections closed (Forward) or requests refused (HTTP, OTLP) for bad input, by reason.", ConstLabels: l}, []string{"reason"}),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_http_requests_total",
 			Help: "HTTP ingest requests answered, by status code.", ConstLabels: l}, []string{"code"}),
 	}
