@@ -174,7 +174,9 @@ func (cv *converter) convert(ld plog.Logs, b *batch, sizeHint int) {
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
 		attrs := rl.Resource().Attributes()
-		ci := b.chunkFor(cv.tagFor(attrs), max(sizeHint, 4<<10))
+		// Records in msgpack repeat their keys and the resource's parts, so
+		// they take more room than in protobuf.
+		ci := b.chunkFor(cv.tagFor(attrs), max(sizeHint+sizeHint/2, 4<<10))
 		sizeHint = 0
 		// The resource's parts, encoded once: resource, kubernetes.
 		shared := b.shared[:0]

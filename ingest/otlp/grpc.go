@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -23,6 +24,8 @@ import (
 	"github.com/sluicelog/sluice/ingest/httpin"
 )
 
+var protoSize plog.ProtoMarshaler
+
 // logsService is LogsService/Export.
 type logsService struct {
 	plogotlp.UnimplementedGRPCServer
@@ -35,7 +38,10 @@ func (s *logsService) Export(ctx context.Context, req plogotlp.ExportRequest) (p
 	st := r.acquire(ctx)
 	if st == nil {
 		var out outcome
-		out, st = r.export(ctx, ListenerGRPC, r.grpcM, req.Logs(), 0)
+		// The request's size in protobuf is close to its records' in
+		// msgpack: the chunk's buffer starts at that and does not grow
+		// record by record.
+		out, st = r.export(ctx, ListenerGRPC, r.grpcM, req.Logs(), protoSize.LogsSize(req.Logs()))
 		r.sem.Release(1)
 		if st == nil && out.rejected > 0 {
 			resp.PartialSuccess().SetRejectedLogRecords(int64(out.rejected))
