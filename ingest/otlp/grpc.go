@@ -123,11 +123,11 @@ func (r *Receiver) startGRPC(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("otlp grpc: tls.%w", err)
 	}
+	var creds []grpc.ServerOption
 	if tc != nil {
-		// The server's options are fixed at creation; TLS is known only
-		// now, so the server is made again with it.
-		r.grpc = r.newGRPCServer(grpc.Creds(credentials.NewTLS(tc)))
+		creds = append(creds, grpc.Creds(credentials.NewTLS(tc)))
 	}
+	r.grpc = r.newGRPCServer(creds...)
 	r.grpcLn, r.grpcEnd = ln, make(chan struct{})
 	go func() {
 		defer close(r.grpcEnd)

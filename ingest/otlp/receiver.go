@@ -82,9 +82,6 @@ func New(cfg Config, tokens []string, pub httpin.Publisher, set component.Settin
 		r.http = httpin.NewServerFor(httpin.ServerConfig{Listener: ListenerHTTP, Listen: cfg.HTTP.Listen,
 			TLS: cfg.HTTP.TLS, ReadTimeout: cfg.HTTP.ReadTimeout}, r.Handler(), set)
 	}
-	if cfg.GRPC.Listen != ListenDisabled {
-		r.grpc = r.newGRPCServer()
-	}
 	return r
 }
 
@@ -95,7 +92,7 @@ func (r *Receiver) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	if r.grpc != nil {
+	if r.cfg.GRPC.Listen != ListenDisabled {
 		if err := r.startGRPC(ctx); err != nil {
 			return err
 		}
