@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // gzip-compressed requests, as the Collector's exporter sends by default
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -79,13 +81,17 @@ func (r *Receiver) newGRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 	}
 	s := grpc.NewServer(opts...)
 	plogotlp.RegisterGRPCServer(s, &logsService{r: r})
+	// The standard health service, for gRPC probes and load balancers'
+	// health checks: SERVING until Shutdown begins. It needs no token.
+	r.health = health.NewServer()
+	healthpb.RegisterHealthServer(s, r.health)
 	return s
 }
 
 // grpcAuth requires one of the bearer tokens in the authorization
 // metadata, when there are tokens.
 func (r *Receiver) grpcAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-	if len(r.tokens) == 0 {
+	if len(r.tokens) == 0 || strings.HasPrefix(info.FullMethod, "/grpc.health.v1.Health/") {
 		return next(ctx, req)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -512,15 +513,23 @@ func TestBackpressureAnswers(t *testing.T) {
 
 func grpcClient(t *testing.T, r *Receiver, creds credentials.TransportCredentials) plogotlp.GRPCClient {
 	t.Helper()
-	if creds == nil {
-		creds = insecure.NewCredentials()
+	return plogotlp.NewGRPCClient(grpcConn(t, r, creds))
+}
+
+// grpcConn is a client connection to the gRPC listener, plaintext unless
+// creds are given.
+func grpcConn(t *testing.T, r *Receiver, creds ...credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	c := insecure.NewCredentials()
+	if len(creds) > 0 && creds[0] != nil {
+		c = creds[0]
 	}
-	cc, err := grpc.NewClient(r.GRPCAddr().String(), grpc.WithTransportCredentials(creds))
+	cc, err := grpc.NewClient(r.GRPCAddr().String(), grpc.WithTransportCredentials(c))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return plogotlp.NewGRPCClient(cc)
+	return cc
 }
 
 func TestGRPCExport(t *testing.T) {
@@ -567,6 +576,12 @@ func TestTokensOnBothListeners(t *testing.T) {
 	bad := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer nope")
 	if _, err := cl.Export(bad, req); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("grpc wrong token: %v", err)
+	}
+	// The standard health service answers without a token, for probes and
+	// load balancers' health checks.
+	hc := healthpb.NewHealthClient(grpcConn(t, r))
+	if res, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check: %v %v", res, err)
 	}
 	good := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer s3cret")
 	if _, err := cl.Export(good, req); err != nil {

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"golang.org/x/sync/semaphore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/component"
@@ -50,6 +51,7 @@ type Receiver struct {
 
 	http    *httpin.Server
 	grpc    *grpc.Server
+	health  *health.Server
 	grpcLn  net.Listener
 	grpcEnd chan struct{}
 }
@@ -145,6 +147,7 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 		errs = append(errs, r.http.Shutdown(ctx))
 	}
 	if r.grpcLn != nil {
+		r.health.Shutdown() // NOT_SERVING: health checks turn clients away first
 		stopped := make(chan struct{})
 		go func() { r.grpc.GracefulStop(); close(stopped) }()
 		select {
