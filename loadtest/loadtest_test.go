@@ -334,6 +334,15 @@ func TestVerifyByElasticsearch(t *testing.T) {
 	if v.Acked != 3000 || v.Found != 3000 || v.Lost != 0 || !v.OK() {
 		t.Errorf("%v", v)
 	}
+	// OTLP records carry the run id among their attributes.
+	otlpHTTP, _ := a.OTLPAddrs()
+	orep, err := Run(ctx, Config{Protocol: "otlp", Addr: "http://" + otlpHTTP.String(), Records: 2000, ChunkRecords: 500}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Verify(ctx, orep, Target{ESURL: es.URL(), ESIndex: "load*"}, 30*time.Second); err != nil || v.Found != 2000 || v.Lost != 0 {
+		t.Errorf("OTLP run: %v, %v", v, err)
+	}
 	more := *rep
 	more.Acked = append(slices.Clone(rep.Acked), Span{From: 1 << 30, N: 7})
 	if v, err = Verify(ctx, &more, Target{ESURL: es.URL()}, 300*time.Millisecond); err != nil || v.Lost != 7 || v.OK() {

@@ -107,7 +107,7 @@ func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verif
 		case t.FileDir != "":
 			v, err = files.poll(acked)
 		case t.ESURL != "":
-			v, err = verifyES(ctx, t, r.RunID, len(acked))
+			v, err = verifyES(ctx, t, runField(r.Protocol), r.RunID, len(acked))
 		case t.MetricsURL != "":
 			v, err = verifyMetrics(ctx, t, len(acked))
 		case t.VictoriaLogsURL != "":
@@ -221,13 +221,22 @@ func tally(acked map[uint64]bool, seen map[uint64]int) Verification {
 	return v
 }
 
-// verifyES counts the run's documents.
-func verifyES(ctx context.Context, t Target, run string, acked int) (Verification, error) {
+// runField is the field that holds the run id: OTLP carries it as a log
+// attribute, which sluice writes under attributes.
+func runField(protocol string) string {
+	if protocol == "otlp" {
+		return "attributes.lg_run"
+	}
+	return "lg_run"
+}
+
+// verifyES counts the run's documents, by field (holding the run id).
+func verifyES(ctx context.Context, t Target, field, run string, acked int) (Verification, error) {
 	index := t.ESIndex
 	if index == "" {
 		index = "_all"
 	}
-	u := strings.TrimRight(t.ESURL, "/") + "/" + index + "/_count?q=" + url.QueryEscape("lg_run:"+run)
+	u := strings.TrimRight(t.ESURL, "/") + "/" + index + "/_count?q=" + url.QueryEscape(field+":"+run)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Verification{}, err
