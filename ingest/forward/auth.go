@@ -285,6 +285,9 @@ func appendPong(b []byte, ok bool, reason, hostname string, digest []byte) []byt
 type authError struct {
 	reason string
 	text   string
+	// pong, when set, is the reason a failed PONG gives the client; it is
+	// written once the failure is counted.
+	pong string
 }
 
 func (e *authError) Error() string { return e.text }
@@ -318,6 +321,9 @@ func (c *conn) open() ([]byte, bool) {
 		var err error
 		if rest, err = c.authenticate(); err != nil {
 			c.handshakeFailed(err, "")
+			if ae := (*authError)(nil); errors.As(err, &ae) && ae.pong != "" {
+				c.writePong(false, ae.pong, nil)
+			}
 			return nil, false
 		}
 	}
@@ -361,8 +367,10 @@ func (c *conn) handshakeFailed(err error, other string) {
 	c.log.Warn("closing connection: handshake failed", "reason", reason, "err", err.Error())
 }
 
-// authenticate sends HELO, reads and checks the PING and answers PONG.
-// It returns the bytes read after the PING.
+// authenticate sends HELO, reads and checks the PING and answers PONG when
+// the client authenticates. It returns the bytes read after the PING. A
+// refusal is an *authError whose pong the caller writes once the failure
+// is counted, so that a client told "no" finds the failure counted.
 func (c *conn) authenticate() ([]byte, error) {
 	a := c.s.auth
 	nonce := make([]byte, 16)
@@ -379,18 +387,16 @@ func (c *conn) authenticate() ([]byte, error) {
 	if err != nil {
 		var ae *authError
 		if errors.As(err, &ae) {
-			c.writePong(false, "invalid ping message", nil)
+			ae.pong = "invalid ping message"
 		}
 		return nil, err
 	}
 	p, err := parsePing(buf[:n])
 	if err != nil {
-		c.writePong(false, "invalid ping message", nil)
-		return nil, &authError{reason: AuthReasonMalformed, text: err.Error()}
+		return nil, &authError{reason: AuthReasonMalformed, text: err.Error(), pong: "invalid ping message"}
 	}
 	if reason, text := a.check(p, nonce, userSalt); reason != "" {
-		c.writePong(false, text, nil)
-		return nil, &authError{reason: reason, text: text}
+		return nil, &authError{reason: reason, text: text, pong: text}
 	}
 	if err := c.writePong(true, "", hexDigest(p.sharedKeySalt, []byte(a.hostname), nonce, a.sharedKey)); err != nil {
 		return nil, err
