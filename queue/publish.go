@@ -141,21 +141,23 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 		}
 		q.metrics.entryBytes.Add(float64(len(part.data)))
 		q.metrics.storedBytes.Add(float64(len(data)))
-		h := nats.Header{
-			HeaderTag:      []string{c.Tag},
-			HeaderCount:    []string{strconv.Itoa(part.count)},
-			HeaderEncoding: []string{encoding},
-		}
+		// One allocation for the header values: every message of every
+		// chunk pays for these.
+		vals := make([]string, 5)
+		vals[0], vals[1], vals[2] = c.Tag, countString(part.count), encoding
+		h := make(nats.Header, 5)
+		h[HeaderTag], h[HeaderCount], h[HeaderEncoding] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
 		id := c.ID
 		if id != "" {
-			h[HeaderChunkID] = []string{c.ID}
+			vals[3] = c.ID
+			h[HeaderChunkID] = vals[3:4:4]
 			if len(parts) > 1 {
 				id += "/" + strconv.Itoa(i)
 			}
 		}
-		h[jetstream.MsgIDHeader] = []string{MsgID(id, c.Tag, part.data)}
-		f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data},
-			jetstream.WithExpectStream(q.cfg.Stream.Name))
+		vals[4] = MsgID(id, c.Tag, part.data)
+		h[jetstream.MsgIDHeader] = vals[4:5:5]
+		f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}, q.expectStream)
 		if err != nil {
 			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
 			return nil, fmt.Errorf("queue: publish: %w", err)
@@ -163,6 +165,22 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 		p.futs = append(p.futs, f)
 	}
 	return p, nil
+}
+
+// counts are the decimal texts of small record counts, made once.
+var counts = func() (s [1025]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return s
+}()
+
+// countString is n in decimal, without an allocation up to 1024.
+func countString(n int) string {
+	if n >= 0 && n < len(counts) {
+		return counts[n]
+	}
+	return strconv.Itoa(n)
 }
 
 type part struct {

@@ -234,13 +234,17 @@ type Queue struct {
 	maxMsg     int
 	metrics    *metrics
 	subjectFor *subjectCache
+	// expectStream makes JetStream refuse a message that would land in
+	// another stream; made once, not per publish.
+	expectStream jetstream.PublishOpt
 }
 
 // Open starts the embedded server when no URL is set, connects, and creates
 // or updates the log stream.
 func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, error) {
 	set = set.Defaults()
-	q := &Queue{cfg: cfg, set: set, subjectFor: newSubjectCache(cfg.Stream.SubjectPrefix)}
+	q := &Queue{cfg: cfg, set: set, subjectFor: newSubjectCache(cfg.Stream.SubjectPrefix),
+		expectStream: jetstream.WithExpectStream(cfg.Stream.Name)}
 	opts := []nats.Option{
 		nats.Name("sluice"),
 		nats.MaxReconnects(-1),

@@ -18,7 +18,7 @@ import (
 	"github.com/sluicelog/sluice/internal/units"
 )
 
-func openQueue(t *testing.T, edit func(*Config)) (*Queue, *prometheus.Registry) {
+func openQueue(t testing.TB, edit func(*Config)) (*Queue, *prometheus.Registry) {
 	t.Helper()
 	cfg := Config{}
 	cfg.Embedded.StoreDir = t.TempDir()
