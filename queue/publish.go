@@ -126,7 +126,11 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pending{q: q, start: time.Now(), futs: make([]jetstream.PubAckFuture, 0, len(parts))}
+	p := &pending{q: q, start: time.Now()}
+	p.futs = p.one[:0]
+	if len(parts) > 1 {
+		p.futs = make([]jetstream.PubAckFuture, 0, len(parts))
+	}
 	subject := q.subjectFor.get(c.Tag)
 	for i, part := range parts {
 		data, encoding := part.data, chunk.Encoding
@@ -217,6 +221,7 @@ type pending struct {
 	q     *Queue
 	start time.Time
 	futs  []jetstream.PubAckFuture
+	one   [1]jetstream.PubAckFuture // futs' room for the usual chunk of one message
 	// bufs hold compressed bodies. The client may send a body again until
 	// its PubAck, so they go back to the pool only once every message of
 	// the chunk is stored; after a failure they are left to the collector.
