@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 	"github.com/sluicelog/sluice/cmd/sluice/app"
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks/file"
@@ -204,7 +203,7 @@ func clNodeLoss(t *testing.T, urls []string, onConn bool, stop func(name string)
 		t.Errorf("shutdown: %v", err)
 	}
 
-	got := clSeqs(t, clReadLines(t, out))
+	got := filetest.Seqs(t, filetest.Lines(t, out))
 	var missing []int
 	dups, extra := 0, 0
 	for i := 0; i < sent; i++ {
@@ -231,7 +230,7 @@ func clNodeLoss(t *testing.T, urls []string, onConn bool, stop func(name string)
 		t.Logf("no duplicates")
 	}
 	if len(missing) > 0 {
-		t.Fatalf("acknowledged records lost: %d of %d, e.g. %v", len(missing), sent, clHead(missing))
+		t.Fatalf("acknowledged records lost: %d of %d, e.g. %v", len(missing), sent, filetest.Head(missing))
 	}
 	t.Logf("all %d acknowledged records in the sink; took %v", sent, time.Since(testStart).Round(time.Millisecond))
 }
@@ -624,52 +623,6 @@ func clPackedChunk(tag string, first, n int, id string) []byte {
 			map[string]any{"seq": i, "log": fmt.Sprintf("cluster line %d %s", i, strings.Repeat("x", 100))})...)
 	}
 	return forwardtest.Packed(tag, payload, forwardtest.Options{Chunk: id, Size: n})
-}
-
-// clReadLines decodes every line of every file in dir.
-func clReadLines(t *testing.T, dir string) []map[string]any {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson"))
-	var out []map[string]any
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				fh.Close()
-				t.Fatalf("%s: bad line %q: %v", f, sc.Text(), err)
-			}
-			out = append(out, m)
-		}
-		fh.Close()
-	}
-	return out
-}
-
-// clSeqs counts the lines of each "seq".
-func clSeqs(t *testing.T, lines []map[string]any) map[int]int {
-	t.Helper()
-	got := map[int]int{}
-	for _, l := range lines {
-		f, ok := l["seq"].(float64)
-		if !ok {
-			t.Fatalf("line without seq: %v", l)
-		}
-		got[int(f)]++
-	}
-	return got
-}
-
-func clHead(s []int) []int {
-	if len(s) > 10 {
-		return s[:10]
-	}
-	return s
 }
 
 // clLogBuffer collects sluice's log lines; it outlives the test safely.

@@ -21,7 +21,7 @@ func mlChunk(id string, lines ...string) []byte {
 }
 
 // mlLogs reads the log field of every line the file sinks wrote into dir.
-// Unlike clReadLines it skips a line it cannot decode: it polls while the
+// Unlike filetest.Lines it skips a line it cannot decode: it polls while the
 // sink may be writing the last one.
 func mlLogs(t *testing.T, dir string) map[string]int {
 	t.Helper()

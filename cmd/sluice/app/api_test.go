@@ -13,6 +13,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/sinks"
 )
 
@@ -166,7 +167,7 @@ func TestOperatorAPI(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), `"replayed":10`) {
 		t.Fatalf("replay: %d %s", code, body)
 	}
-	assertExactly(t, seqs(t, readLines(t, out)), n)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), n)
 	if code, body := apiCall(t, "GET", base+"/v1/sinks/file/dead-letters", token, ""); code != 200 || !strings.Contains(string(body), `"dead_letters":[]`) {
 		t.Fatalf("dead letters after replay: %d %s", code, body)
 	}
@@ -186,7 +187,7 @@ func TestOperatorAPI(t *testing.T) {
 	}
 	waitLines(t, out, n+10)
 	waitDrained(t, a, "file")
-	got := seqs(t, readLines(t, out))
+	got := filetest.Seqs(t, filetest.Lines(t, out))
 	for i := 30; i < 40; i++ {
 		if got[i] != 2 {
 			t.Fatalf("record %d arrived %d times after the rewind, want 2", i, got[i])

@@ -3,12 +3,9 @@ package app
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
@@ -84,36 +82,12 @@ func shutdown(t testing.TB, a *App) {
 	}
 }
 
-// readLines decodes every line of every file in dir.
-func readLines(t testing.TB, dir string) []map[string]any {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson"))
-	var out []map[string]any
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				t.Fatalf("%s: bad line %q: %v", f, sc.Text(), err)
-			}
-			out = append(out, m)
-		}
-		fh.Close()
-	}
-	return out
-}
-
 // waitLines polls until dir holds at least n lines and returns them.
 func waitLines(t testing.TB, dir string, n int) []map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		lines := readLines(t, dir)
+		lines := filetest.Lines(t, dir)
 		if len(lines) >= n || time.Now().After(deadline) {
 			return lines
 		}
@@ -145,20 +119,6 @@ func waitDrained(t testing.TB, a *App, sink string) {
 	}
 }
 
-// seqs returns the "seq" field of each line, counted.
-func seqs(t testing.TB, lines []map[string]any) map[int]int {
-	t.Helper()
-	got := map[int]int{}
-	for _, l := range lines {
-		f, ok := l["seq"].(float64)
-		if !ok {
-			t.Fatalf("line without seq: %v", l)
-		}
-		got[int(f)]++
-	}
-	return got
-}
-
 func assertExactly(t testing.TB, got map[int]int, n int) {
 	t.Helper()
 	var missing, dup []int
@@ -172,7 +132,7 @@ func assertExactly(t testing.TB, got map[int]int, n int) {
 		}
 	}
 	if len(got) != n || len(missing) > 0 || len(dup) > 0 {
-		t.Fatalf("want records 0..%d once each: %d distinct, missing %v, duplicated %v", n-1, len(got), head(missing), head(dup))
+		t.Fatalf("want records 0..%d once each: %d distinct, missing %v, duplicated %v", n-1, len(got), filetest.Head(missing), filetest.Head(dup))
 	}
 }
 
@@ -185,15 +145,8 @@ func assertAll(t testing.TB, got map[int]int, n int) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Fatalf("acknowledged records missing: %d of %d, e.g. %v", len(missing), n, head(missing))
+		t.Fatalf("acknowledged records missing: %d of %d, e.g. %v", len(missing), n, filetest.Head(missing))
 	}
-}
-
-func head(s []int) []int {
-	if len(s) > 10 {
-		return s[:10]
-	}
-	return s
 }
 
 func fluentLogger(t testing.TB, addr net.Addr) *fluent.Fluent {
@@ -235,8 +188,8 @@ func TestEndToEndFluentLogger(t *testing.T) {
 
 	lines := waitLines(t, out, n)
 	waitDrained(t, a, "file")
-	lines = readLines(t, out)
-	assertExactly(t, seqs(t, lines), n)
+	lines = filetest.Lines(t, out)
+	assertExactly(t, filetest.Seqs(t, lines), n)
 	for _, l := range lines {
 		i := int(l["seq"].(float64))
 		if l["tag"] != "kube.var.log.containers.app" || l["log"] != fmt.Sprintf("line %d", i) || l["stream"] != "stdout" {
@@ -320,7 +273,7 @@ func TestResentChunkIsStoredOnce(t *testing.T) {
 	}
 	waitLines(t, out, 15)
 	waitDrained(t, a, "file")
-	assertExactly(t, seqs(t, readLines(t, out)), 15)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), 15)
 	info, err := a.Queue().JetStream().Stream(context.Background(), a.Queue().StreamName())
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +326,7 @@ func TestAckedRecordsSurviveAbruptStop(t *testing.T) {
 	f.Close()
 	<-bs.calls // the sink holds records it was given
 	a.Kill()
-	if lines := readLines(t, out); len(lines) != 0 {
+	if lines := filetest.Lines(t, out); len(lines) != 0 {
 		t.Fatalf("the blocked sink wrote %d lines", len(lines))
 	}
 
@@ -384,7 +337,7 @@ func TestAckedRecordsSurviveAbruptStop(t *testing.T) {
 	defer shutdown(t, b)
 	waitLines(t, out, n)
 	waitDrained(t, b, "file")
-	assertExactly(t, seqs(t, readLines(t, out)), n)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), n)
 }
 
 // TestGracefulShutdownThenRestart sends records, shuts down in order and
@@ -407,7 +360,7 @@ func TestGracefulShutdownThenRestart(t *testing.T) {
 	defer shutdown(t, b)
 	waitLines(t, out, chunks*per)
 	waitDrained(t, b, "file")
-	assertExactly(t, seqs(t, readLines(t, out)), chunks*per)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), chunks*per)
 }
 
 // TestFullStreamStopsAcking fills a small stream while the sink is held: the
@@ -430,7 +383,7 @@ func TestFullStreamStopsAcking(t *testing.T) {
 	if stalled >= chunks {
 		t.Fatalf("all %d chunks acked although the stream was full", chunks)
 	}
-	if lines := readLines(t, out); len(lines) != 0 {
+	if lines := filetest.Lines(t, out); len(lines) != 0 {
 		t.Fatalf("sink wrote %d lines while held", len(lines))
 	}
 	close(bs.release)
@@ -439,7 +392,7 @@ func TestFullStreamStopsAcking(t *testing.T) {
 	}
 	waitLines(t, out, chunks*per)
 	waitDrained(t, a, "file")
-	assertExactly(t, seqs(t, readLines(t, out)), chunks*per)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), chunks*per)
 	t.Logf("acks stalled after %d of %d chunks while the stream was full", stalled, chunks)
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/internal/msgp"
 	"github.com/sluicelog/sluice/sinks"
@@ -71,7 +72,7 @@ func BenchmarkIngestForwardAck(b *testing.B) {
 				b.StopTimer()
 				b.ReportMetric(float64(b.N*perChunk)/b.Elapsed().Seconds(), "records/s")
 				if mode == "e2e" && b.N < 20 {
-					if got := len(readLines(b, out)); got != b.N*perChunk {
+					if got := len(filetest.Lines(b, out)); got != b.N*perChunk {
 						b.Fatalf("%d lines written, want %d", got, b.N*perChunk)
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicelog/sluice/cmd/sluice/config"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
@@ -53,7 +54,7 @@ func TestRewindSink(t *testing.T) {
 	}
 	waitLines(t, out, 25)
 	waitDrained(t, a, "file")
-	got := seqs(t, readLines(t, out))
+	got := filetest.Seqs(t, filetest.Lines(t, out))
 	for i := 0; i < 15; i++ {
 		want := 1
 		if i >= 5 {
@@ -70,7 +71,7 @@ func TestRewindSink(t *testing.T) {
 	}
 	waitLines(t, out, 30)
 	waitDrained(t, a, "file")
-	got = seqs(t, readLines(t, out))
+	got = filetest.Seqs(t, filetest.Lines(t, out))
 	for i := 10; i < 15; i++ {
 		if got[i] != 3 {
 			t.Fatalf("after rewinding to the time of message 3, record %d arrived %d times, want 3", i, got[i])
@@ -110,7 +111,7 @@ func TestDownSinkHoldsOnlyItself(t *testing.T) {
 	if lines := waitLines(t, outUp, stalled*per); len(lines) < stalled*per {
 		t.Fatalf("the healthy sink wrote %d lines of %d acknowledged records", len(lines), stalled*per)
 	}
-	if n := len(readLines(t, outDown)); n != 0 {
+	if n := len(filetest.Lines(t, outDown)); n != 0 {
 		t.Fatalf("the down sink wrote %d lines", n)
 	}
 	close(down.release)
@@ -122,7 +123,7 @@ func TestDownSinkHoldsOnlyItself(t *testing.T) {
 	}
 	waitDrained(t, a, "file")
 	waitDrained(t, a, "down")
-	assertExactly(t, seqs(t, readLines(t, outUp)), chunks*per)
-	assertExactly(t, seqs(t, readLines(t, outDown)), chunks*per)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, outUp)), chunks*per)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, outDown)), chunks*per)
 	t.Logf("acks stopped after %d of %d chunks while the down sink held the stream full", stalled, chunks)
 }

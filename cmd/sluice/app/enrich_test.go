@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicelog/sluice/enrich/kube"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 )
 
@@ -56,8 +57,8 @@ func TestEnrichmentInTheSinkPipeline(t *testing.T) {
 	}
 	waitLines(t, out, 5)
 	waitDrained(t, a, "file")
-	lines := readLines(t, out)
-	assertExactly(t, seqs(t, lines), 5)
+	lines := filetest.Lines(t, out)
+	assertExactly(t, filetest.Seqs(t, lines), 5)
 	for _, l := range lines {
 		data, _ := l["data"].(map[string]any)
 		k, _ := l["kubernetes"].(map[string]any)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/testcerts"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
@@ -101,8 +102,8 @@ func TestHTTPIngest(t *testing.T) {
 
 	lines := waitLines(t, out, 7)
 	waitDrained(t, a, "file")
-	lines = readLines(t, out)
-	assertExactly(t, seqs(t, lines), 7)
+	lines = filetest.Lines(t, out)
+	assertExactly(t, filetest.Seqs(t, lines), 7)
 	byseq := map[int]map[string]any{}
 	for _, l := range lines {
 		byseq[int(l["seq"].(float64))] = l
@@ -172,7 +173,7 @@ func TestHTTPIngestBackpressure(t *testing.T) {
 	}
 	waitLines(t, out, stored)
 	waitDrained(t, a, "file")
-	assertExactly(t, seqs(t, readLines(t, out)), stored)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), stored)
 }
 
 // TestHTTPTLS serves HTTP ingest with mutual TLS and the API with TLS, on

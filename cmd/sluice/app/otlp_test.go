@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
 	"github.com/sluicelog/sluice/enrich/kube"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks"
 )
@@ -117,7 +118,7 @@ func TestCollectorExportersIntoTheSinks(t *testing.T) {
 	total := perExporter * len(kinds)
 	waitLines(t, out, total)
 	waitDrained(t, a, "file")
-	lines := readLines(t, out)
+	lines := filetest.Lines(t, out)
 	got := map[int]int{}
 	for _, l := range lines {
 		attrs, _ := l["attributes"].(map[string]any)
@@ -216,12 +217,7 @@ func TestOTLPBackpressureWithTheCollectorExporter(t *testing.T) {
 	stored += batch
 	waitLines(t, out, stored)
 	waitDrained(t, a, "file")
-	got := map[int]int{}
-	for _, l := range readLines(t, out) {
-		attrs, _ := l["attributes"].(map[string]any)
-		got[int(attrs["seq"].(float64))]++
-	}
-	assertExactly(t, got, stored)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out), "attributes", "seq"), stored)
 }
 
 // A request sent again (a client retrying after a timeout) is stored once:
@@ -260,10 +256,5 @@ func TestOTLPResentRequestStoredOnce(t *testing.T) {
 	res.Body.Close()
 	waitLines(t, out, 101)
 	waitDrained(t, a, "file")
-	got := map[int]int{}
-	for _, l := range readLines(t, out) {
-		attrs, _ := l["attributes"].(map[string]any)
-		got[int(attrs["seq"].(float64))]++
-	}
-	assertExactly(t, got, 101)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out), "attributes", "seq"), 101)
 }

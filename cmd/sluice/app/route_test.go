@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicelog/sluice/cmd/sluice/config"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/sinks/file"
 )
@@ -44,8 +45,8 @@ func TestRoutingByTagAndCondition(t *testing.T) {
 	waitLines(t, all, seq)
 	waitDrained(t, a, "file")
 	waitDrained(t, a, "errors")
-	assertExactly(t, seqs(t, readLines(t, all)), seq)
-	got := seqs(t, readLines(t, errs))
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, all)), seq)
+	got := filetest.Seqs(t, filetest.Lines(t, errs))
 	if len(got) != len(want) || len(want) != 20 {
 		t.Fatalf("errors sink holds %d records, want %d: %v", len(got), len(want), got)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/sinks"
 	"github.com/sluicelog/sluice/sinks/file"
@@ -94,7 +95,7 @@ func TestTransformsGlobalAndPerSink(t *testing.T) {
 			t.Errorf("record %d: log %q", seq, s)
 		}
 	}
-	shopLines := readLines(t, shop)
+	shopLines := filetest.Lines(t, shop)
 	for _, l := range shopLines {
 		seq := int(l["seq"].(float64))
 		if seq%2 != 1 || l["sink"] != "shop" || len(l) != 6 { // seq, log, cluster, sink; the file sink adds @timestamp and tag
@@ -134,7 +135,7 @@ func TestTransformsGlobalAndPerSink(t *testing.T) {
 	if got, err := a.ReplayDeadLetters(context.Background(), "audit", 100); err != nil || got != len(dls) {
 		t.Fatalf("replayed %d, %v; want %d", got, err, len(dls))
 	}
-	for _, l := range readLines(t, audit) {
+	for _, l := range filetest.Lines(t, audit) {
 		if l["cluster"] != "prod-eu-1" || strings.Contains(fmt.Sprint(l["log"]), "@example.com") {
 			t.Errorf("audit record not transformed: %v", l)
 		}
