@@ -305,7 +305,7 @@ func benchOne(ctx context.Context, agg aggregator, sc Scenario, o BenchOptions) 
 	defer os.RemoveAll(dir)
 	vl := ""
 	if sc.Sink == SinkES {
-		stop, url, err := startVictoriaLogs(ctx, o.VictoriaLogs, filepath.Join(dir, "vl"))
+		stop, url, err := StartVictoriaLogs(ctx, o.VictoriaLogs, filepath.Join(dir, "vl"))
 		if err != nil {
 			return BenchRow{}, err
 		}

@@ -114,9 +114,11 @@ func waitTCP(ctx context.Context, addr string) error {
 	return fmt.Errorf("nothing listens on %s after 30 s", addr)
 }
 
-// startVictoriaLogs runs a victoria-logs binary on a loopback port with its
-// data in dir, and returns its base URL.
-func startVictoriaLogs(ctx context.Context, bin, dir string) (stop func(), base string, err error) {
+// StartVictoriaLogs runs a victoria-logs binary on a loopback port with its
+// data in dir, waits until it answers, and returns its base URL and how to
+// stop it. The bench writes into it; tests use it as a real Elasticsearch
+// bulk API.
+func StartVictoriaLogs(ctx context.Context, bin, dir string) (stop func(), base string, err error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err

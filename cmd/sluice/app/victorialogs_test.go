@@ -2,14 +2,13 @@ package app
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/enrich/kube"
+	"github.com/sluicelog/sluice/loadtest"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 )
 
@@ -33,36 +33,12 @@ func victoriaLogs(t *testing.T) string {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("VictoriaLogs is needed for this test: run .ci/victoria-logs (make test does) or set SLUICE_VICTORIALOGS: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	stop, base, err := loadtest.StartVictoriaLogs(context.Background(), bin, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "-storageDataPath="+t.TempDir(), "-httpListenAddr="+addr, "-loggerLevel=WARN")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		res, err := http.Get(base + "/health")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("VictoriaLogs did not start on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(stop)
+	return base
 }
 
 // logsQL runs a LogsQL query and returns the JSON lines of the answer.
