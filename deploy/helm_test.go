@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"gopkg.in/yaml.v3"
 	"helm.sh/helm/v4/pkg/chart/common"
@@ -370,14 +369,7 @@ func sluiceFromChart(t *testing.T, r rendered) (*config.Config, *appsv1.Deployme
 	}) {
 		t.Error("GOMEMLIMIT does not follow the memory limit")
 	}
-	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-	var pause time.Duration
-	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
-		pause = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-	}
-	if grace <= pause+cfg.ShutdownTimeout {
-		t.Errorf("terminationGracePeriodSeconds %v is not longer than the preStop pause %v plus shutdown_timeout %v", grace, pause, cfg.ShutdownTimeout)
-	}
+	checkGrace(t, pod.Spec, c, cfg.ShutdownTimeout)
 	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Errorf("container security context %+v", sc)
 	}

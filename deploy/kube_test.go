@@ -340,14 +340,7 @@ func sluiceInCluster(t *testing.T, objs objects) (*config.Config, *appsv1.Deploy
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v", c.Resources)
 	}
-	grace := time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-	var pause time.Duration
-	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
-		pause = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
-	}
-	if grace <= pause+cfg.ShutdownTimeout {
-		t.Errorf("terminationGracePeriodSeconds %v is not longer than the preStop pause %v plus shutdown_timeout %v", grace, pause, cfg.ShutdownTimeout)
-	}
+	checkGrace(t, pod.Spec, c, cfg.ShutdownTimeout)
 
 	// Every file sluice reads comes from a secret mounted where the
 	// configuration says.
@@ -602,5 +595,19 @@ func checkMetadataRBAC(t *testing.T, pod corev1.PodSpec, sa *corev1.ServiceAccou
 				t.Errorf("the ClusterRole does not allow %s %s", verb, res)
 			}
 		}
+	}
+}
+
+// checkGrace checks that Kubernetes waits for the preStop pause and then
+// sluice's whole orderly shutdown before it kills the container.
+func checkGrace(t *testing.T, pod corev1.PodSpec, c corev1.Container, shutdown time.Duration) {
+	t.Helper()
+	grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+	var pause time.Duration
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+		pause = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	}
+	if grace <= pause+shutdown {
+		t.Errorf("terminationGracePeriodSeconds %v is not longer than the preStop pause %v plus shutdown_timeout %v", grace, pause, shutdown)
 	}
 }
