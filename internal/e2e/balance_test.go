@@ -23,9 +23,7 @@ import (
 // not acknowledged is sent again on a new connection. Every acknowledged
 // record is in the sink once.
 func TestBalanceSpreadsConnections(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts sluice processes")
-	}
+	skipShort(t, "starts sluice processes")
 	srv := repStartNATS(t)
 	out := t.TempDir()
 	const cluster = "cluster: {announce_interval: 200ms, ttl: 2s, balance: {interval: 1s}}\n"

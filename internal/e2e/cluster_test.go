@@ -39,9 +39,7 @@ import (
 // leaders down as it shuts down (a clean handoff, as in a rolling restart);
 // TestClusterNodeCrashes covers the crash.
 func TestClusterLosesANode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node JetStream cluster")
-	}
+	skipShort(t, "starts a 3-node JetStream cluster")
 	servers := clStartCluster(t, 3)
 	urls := make([]string, len(servers))
 	for i, s := range servers {
@@ -65,9 +63,7 @@ func TestClusterLosesANode(t *testing.T) {
 // sluice's NATS connection (sluice reconnects and republishes) or not (the
 // sink's pull requests waited on the dead consumer leader).
 func TestClusterNodeCrashes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node JetStream cluster")
-	}
+	skipShort(t, "starts a 3-node JetStream cluster")
 	for _, tc := range []struct {
 		name   string
 		onConn bool

@@ -55,3 +55,13 @@ func mainBuildAndRun(m *testing.M) int {
 	}
 	return m.Run()
 }
+
+// skipShort skips a test under -short, naming what makes it long (sluice
+// processes, a JetStream cluster). make test does not pass -short, so
+// every such test runs in CI.
+func skipShort(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(what)
+	}
+}

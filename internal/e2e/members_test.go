@@ -19,9 +19,7 @@ import (
 // once its announcement is older than the TTL; one that shuts down leaves
 // at once.
 func TestReplicasKnowEachOther(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts sluice processes")
-	}
+	skipShort(t, "starts sluice processes")
 	srv := repStartNATS(t)
 	out := t.TempDir()
 	const cluster = "cluster: {announce_interval: 200ms, ttl: 2s}\n"

@@ -50,9 +50,7 @@ func mlLogs(t *testing.T, dir string) map[string]int {
 // of the next chunk. The resend is not taken for a duplicate of the part of
 // the chunk that was stored before the kill.
 func TestMultilineKilledWithGroupOpen(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts sluice processes")
-	}
+	skipShort(t, "starts sluice processes")
 	srv := repStartNATS(t)
 	out := t.TempDir()
 	ml := "  multiline:\n    parser: java\n    flush_interval: 1m\n"

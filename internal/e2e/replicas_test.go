@@ -48,9 +48,7 @@ const (
 // chunk resent to the other replica with the same chunk id is stored once,
 // and the surviving replica shuts down cleanly on SIGTERM.
 func TestReplicasShareConsumerAndSurviveKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts sluice processes")
-	}
+	skipShort(t, "starts sluice processes")
 	start := time.Now()
 	srv := repStartNATS(t)
 	out := t.TempDir()

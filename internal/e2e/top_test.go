@@ -15,9 +15,7 @@ import (
 // sluice top in a real terminal (tmux): it shows the listener's and the
 // sink's records per second moving under load, and quits on q.
 func TestTopInATerminal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts sluice processes")
-	}
+	skipShort(t, "starts sluice processes")
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed (.ci/run installs it)")
 	}
