@@ -113,7 +113,7 @@ func New(cfg Config, deps Deps, set component.Settings) (*Server, error) {
 		r.Mount("/v1/ingest", deps.Ingest)
 	}
 	r.Group(func(r chi.Router) {
-		r.Use(BearerAuth("api", tokens, AuthFailures(set.Registerer)))
+		r.Use(BearerAuth("api", NewTokens(tokens), AuthFailures(set.Registerer)))
 		r.Handle("/metrics", promhttp.HandlerFor(deps.Gatherer, promhttp.HandlerOpts{}))
 		if deps.Operator != nil {
 			s.mountOperator(r, deps.Operator)

@@ -58,34 +58,62 @@ func (c AuthConfig) Load() ([]string, error) {
 // sluice_auth_failures_total{listener, reason}.
 func AuthFailures(r prometheus.Registerer) *prometheus.CounterVec { return component.AuthFailures(r) }
 
-// BearerAuth lets a request through when it carries one of tokens as
-// `Authorization: Bearer <token>`, compared in constant time; otherwise it
-// answers 401 and counts the failure. With no tokens it lets everything
-// through. Tokens never appear in logs or answers.
-func BearerAuth(listener string, tokens []string, failures *prometheus.CounterVec) func(http.Handler) http.Handler {
-	want := make([][]byte, len(tokens))
+// Reasons a bearer token is refused: label values of
+// sluice_auth_failures_total.
+const (
+	AuthMissing  = "missing"
+	AuthBadToken = "bad_token"
+)
+
+// Tokens are the bearer tokens a listener accepts; none means open.
+type Tokens [][]byte
+
+// NewTokens holds tokens for Check.
+func NewTokens(tokens []string) Tokens {
+	ts := make(Tokens, len(tokens))
 	for i, t := range tokens {
-		want[i] = []byte(t)
+		ts[i] = []byte(t)
 	}
+	return ts
+}
+
+// Check reads an Authorization value, "Bearer <token>", and returns "" when
+// it carries one of the tokens (compared in constant time), else why not:
+// AuthMissing or AuthBadToken. HTTP takes it from the header, gRPC from the
+// authorization metadata.
+func (ts Tokens) Check(authorization string) string {
+	got, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok || got == "" {
+		return AuthMissing
+	}
+	match := 0
+	for _, t := range ts {
+		match |= subtle.ConstantTimeCompare([]byte(got), t)
+	}
+	if match != 1 {
+		return AuthBadToken
+	}
+	return ""
+}
+
+// BearerAuth lets a request through when it carries one of tokens as
+// `Authorization: Bearer <token>`; otherwise it answers 401 and counts the
+// failure. With no tokens it lets everything through. Tokens never appear
+// in logs or answers.
+func BearerAuth(listener string, tokens Tokens, failures *prometheus.CounterVec) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
-		if len(want) == 0 {
+		if len(tokens) == 0 {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := r.Header.Get("Authorization")
-			got, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok || got == "" {
-				failures.WithLabelValues(listener, "missing").Inc()
+			switch reason := tokens.Check(r.Header.Get("Authorization")); reason {
+			case AuthMissing:
+				failures.WithLabelValues(listener, reason).Inc()
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a bearer token is required"})
 				return
-			}
-			match := 0
-			for _, t := range want {
-				match |= subtle.ConstantTimeCompare([]byte(got), t)
-			}
-			if match != 1 {
-				failures.WithLabelValues(listener, "bad_token").Inc()
+			case AuthBadToken:
+				failures.WithLabelValues(listener, reason).Inc()
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="invalid_token"`)
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the bearer token is not valid"})
 				return

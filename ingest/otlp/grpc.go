@@ -2,7 +2,6 @@ package otlp
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/ingest/httpin"
 )
 
@@ -89,33 +89,26 @@ func (r *Receiver) newGRPCServer(extra ...grpc.ServerOption) *grpc.Server {
 }
 
 // grpcAuth requires one of the bearer tokens in the authorization
-// metadata, when there are tokens.
+// metadata, when there are tokens; the health service is open.
 func (r *Receiver) grpcAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 	if len(r.tokens) == 0 || strings.HasPrefix(info.FullMethod, "/grpc.health.v1.Health/") {
 		return next(ctx, req)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	var got string
-	for _, v := range md.Get("authorization") {
-		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
-			got = t
-		}
+	var authorization string
+	if vs := md.Get("authorization"); len(vs) > 0 {
+		authorization = vs[0]
 	}
-	if got == "" {
-		r.auth.WithLabelValues(ListenerGRPC, "missing").Inc()
-		r.grpcM.Requests.WithLabelValues("401").Inc()
+	reason := r.tokens.Check(authorization)
+	if reason == "" {
+		return next(ctx, req)
+	}
+	r.auth.WithLabelValues(ListenerGRPC, reason).Inc()
+	r.grpcM.Requests.WithLabelValues("401").Inc()
+	if reason == api.AuthMissing {
 		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
-	match := 0
-	for _, t := range r.tokens {
-		match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
-	}
-	if match != 1 {
-		r.auth.WithLabelValues(ListenerGRPC, "bad_token").Inc()
-		r.grpcM.Requests.WithLabelValues("401").Inc()
-		return nil, status.Error(codes.Unauthenticated, "the bearer token is not valid")
-	}
-	return next(ctx, req)
+	return nil, status.Error(codes.Unauthenticated, "the bearer token is not valid")
 }
 
 func (r *Receiver) startGRPC(ctx context.Context) error {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
+	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/ingest/httpin"
 	"github.com/sluicelog/sluice/internal/component"
 )
@@ -41,7 +42,7 @@ type Receiver struct {
 	cv     converter
 	sem    *semaphore.Weighted
 	body   *httpin.Body
-	tokens []string
+	tokens api.Tokens
 	auth   *prometheus.CounterVec
 
 	httpM, grpcM *httpin.Metrics
@@ -71,7 +72,7 @@ func New(cfg Config, tokens []string, pub httpin.Publisher, set component.Settin
 		cv:     converter{tag: tag, maxRecord: int(cfg.MaxRecordBytes), now: set.Now},
 		sem:    semaphore.NewWeighted(int64(cfg.MaxConcurrentRequests)),
 		body:   httpin.NewBody(cfg.MaxBodyBytes, cfg.MaxDecompressedBytes),
-		tokens: tokens,
+		tokens: api.NewTokens(tokens),
 		auth:   component.AuthFailures(set.Registerer),
 		httpM:  httpin.NewMetrics(ListenerHTTP, set.Registerer),
 		grpcM:  httpin.NewMetrics(ListenerGRPC, set.Registerer),

@@ -176,7 +176,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("http.auth.%w", err)
 	}
 	a.ingest = httpin.NewHandler(httpCfg, pub, a.set)
-	ingest := api.BearerAuth("http", tokens, api.AuthFailures(a.reg))(a.ingest)
+	ingest := api.BearerAuth("http", api.NewTokens(tokens), api.AuthFailures(a.reg))(a.ingest)
 	if httpCfg.Listen != httpin.ListenDisabled {
 		a.http = httpin.NewServer(httpCfg, ingest, a.set)
 		if err := a.http.Start(ctx); err != nil {
