@@ -41,11 +41,13 @@ func (r *Receiver) Handler() http.Handler {
 }
 
 func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
+	// The answer is in the request's encoding; protobuf for anything else.
+	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	ct := contentProtobuf
-	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err == nil && mt == contentJSON {
+	if mt == contentJSON {
 		ct = contentJSON
 	}
-	resp, st := r.serveExport(w, req, ct)
+	resp, st := r.serveExport(w, req, mt)
 	if st != nil {
 		r.count(r.httpM, st.Code, st)
 		writeStatus(w, ct, st)
@@ -64,13 +66,14 @@ func (r *Receiver) serveLogs(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(body)
 }
 
-func (r *Receiver) serveExport(w http.ResponseWriter, req *http.Request, ct string) (plogotlp.ExportResponse, *httpin.Status) {
+// serveExport stores the request whose media type is mt.
+func (r *Receiver) serveExport(w http.ResponseWriter, req *http.Request, mt string) (plogotlp.ExportResponse, *httpin.Status) {
 	resp := plogotlp.NewExportResponse()
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return resp, &httpin.Status{Code: http.StatusMethodNotAllowed, Msg: "use POST"}
 	}
-	switch mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); mt {
+	switch mt {
 	case contentProtobuf, contentJSON:
 	default:
 		return resp, &httpin.Status{Code: http.StatusUnsupportedMediaType, Reason: ReasonContentType,
@@ -87,7 +90,7 @@ func (r *Receiver) serveExport(w http.ResponseWriter, req *http.Request, ct stri
 	}
 	er := plogotlp.NewExportRequest()
 	var err error
-	if ct == contentJSON {
+	if mt == contentJSON {
 		err = er.UnmarshalJSON(body)
 	} else {
 		err = er.UnmarshalProto(body)

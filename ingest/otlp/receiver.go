@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/ingest/httpin"
+	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 )
 
@@ -205,7 +206,7 @@ func (r *Receiver) export(ctx context.Context, listener string, m *httpin.Metric
 // store publishes every chunk of b, then waits for all of them.
 func (r *Receiver) store(ctx context.Context, b *batch) error {
 	var errs []error
-	var waits []func() error
+	pending := make([]chunk.Pending, 0, len(b.chunks))
 	for _, c := range b.chunks {
 		if c.Count == 0 {
 			continue
@@ -215,10 +216,10 @@ func (r *Receiver) store(ctx context.Context, b *batch) error {
 			errs = append(errs, err)
 			break
 		}
-		waits = append(waits, func() error { return p.Wait(ctx) })
+		pending = append(pending, p)
 	}
-	for _, w := range waits {
-		errs = append(errs, w())
+	for _, p := range pending {
+		errs = append(errs, p.Wait(ctx))
 	}
 	return errors.Join(errs...)
 }
