@@ -22,9 +22,9 @@ import (
 	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -55,7 +55,7 @@ type deletion struct {
 // never blocks on the API server beyond its ctx.
 type Cache struct {
 	cfg    Config
-	client kubernetes.Interface
+	client rest.Interface // core/v1
 	log    *slog.Logger
 	now    func() time.Time
 	trim   *trimmer
@@ -73,9 +73,9 @@ type Cache struct {
 
 	startOnce sync.Once
 	stopOnce  sync.Once
-	factory   informers.SharedInformerFactory
+	podInf    cache.SharedIndexInformer
 	cancel    context.CancelFunc
-	done      chan struct{} // closed when the sweeper ends
+	running   sync.WaitGroup // the informers and the sweeper
 
 	m metrics
 }
@@ -109,9 +109,10 @@ func (l *lookupsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// New returns a cache over client; call Start to fill it. cfg should have
-// had SetDefaults. Metrics are registered on set.Registerer.
-func New(cfg Config, client kubernetes.Interface, set component.Settings) *Cache {
+// New returns a cache over client, a core/v1 REST client (NewClient); call
+// Start to fill it. cfg should have had SetDefaults. Metrics are
+// registered on set.Registerer.
+func New(cfg Config, client rest.Interface, set component.Settings) *Cache {
 	set = set.Defaults()
 	c := &Cache{
 		cfg:      cfg,
@@ -123,7 +124,6 @@ func New(cfg Config, client kubernetes.Interface, set component.Settings) *Cache
 		fetched:  make(map[podKey]fetchedPod),
 		negative: make(map[podKey]time.Time),
 		nsLabels: make(map[string]map[string]string),
-		done:     make(chan struct{}),
 	}
 	c.m = metrics{hit: new(stripedCounter), deleted: new(stripedCounter), missGet: new(stripedCounter),
 		missNegative: new(stripedCounter), missLimited: new(stripedCounter), missError: new(stripedCounter), notFound: new(stripedCounter)}
@@ -160,40 +160,53 @@ func (c *Cache) start(ctx context.Context) error {
 	// to our logger.
 	runCtx, cancel := context.WithCancel(klog.NewContext(context.WithoutCancel(ctx), logr.FromSlogHandler(c.log.Handler())))
 	c.cancel = cancel
-	c.factory = informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(c.trim.transform))
-	go c.sweeper(runCtx)
+	c.running.Go(func() { c.sweeper(runCtx) })
 
 	wait, cancelWait := context.WithTimeout(ctx, c.cfg.SyncTimeout)
 	defer cancelWait()
 	if c.cfg.NamespaceLabels {
-		inf := c.factory.Core().V1().Namespaces().Informer()
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		inf, err := c.informer(runCtx, "namespaces", &corev1.Namespace{}, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { c.namespaceChanged(obj, false) },
 			UpdateFunc: func(_, obj any) { c.namespaceChanged(obj, false) },
 			DeleteFunc: func(obj any) { c.namespaceChanged(obj, true) },
-		}); err != nil {
-			return fmt.Errorf("kube: namespace informer: %w", err)
+		})
+		if err != nil {
+			return err
 		}
-		c.factory.StartWithContext(runCtx)
 		// Namespaces before pods, so that pods arrive with their namespace labels.
 		if !cache.WaitForCacheSync(wait.Done(), inf.HasSynced) {
 			return fmt.Errorf("kube: the initial list of namespaces did not complete within %v", c.cfg.SyncTimeout)
 		}
 	}
-	inf := c.factory.Core().V1().Pods().Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	inf, err := c.informer(runCtx, "pods", &corev1.Pod{}, cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.podChanged,
 		UpdateFunc: func(_, obj any) { c.podChanged(obj) },
 		DeleteFunc: c.podDeleted,
-	}); err != nil {
-		return fmt.Errorf("kube: pod informer: %w", err)
+	})
+	if err != nil {
+		return err
 	}
-	c.factory.StartWithContext(runCtx)
+	c.podInf = inf
 	if !cache.WaitForCacheSync(wait.Done(), inf.HasSynced) {
 		return fmt.Errorf("kube: the initial list of pods did not complete within %v", c.cfg.SyncTimeout)
 	}
 	c.log.Info("pod metadata cache synced", "pods", c.pods.len())
 	return nil
+}
+
+// informer starts an informer on every object of a core/v1 resource, in
+// all namespaces, whose store holds only what the trimmer keeps.
+func (c *Cache) informer(ctx context.Context, resource string, example runtime.Object, h cache.ResourceEventHandler) (cache.SharedIndexInformer, error) {
+	lw := cache.NewListWatchFromClient(c.client, resource, "", fields.Everything())
+	inf := cache.NewSharedIndexInformerWithOptions(lw, example, cache.SharedIndexInformerOptions{})
+	if err := inf.SetTransform(c.trim.transform); err != nil {
+		return nil, fmt.Errorf("kube: %s informer: %w", resource, err)
+	}
+	if _, err := inf.AddEventHandler(h); err != nil {
+		return nil, fmt.Errorf("kube: %s informer: %w", resource, err)
+	}
+	c.running.Go(func() { inf.RunWithContext(ctx) })
+	return inf, nil
 }
 
 // Stop stops the informers and waits for their goroutines. It is
@@ -205,8 +218,7 @@ func (c *Cache) Stop() {
 			return
 		}
 		c.cancel()
-		c.factory.Shutdown()
-		<-c.done
+		c.running.Wait()
 	})
 }
 
@@ -284,7 +296,8 @@ func (c *Cache) get(ctx context.Context, k podKey) getResult {
 	if !c.limiter.Allow() {
 		return getResult{limited: true}
 	}
-	p, err := c.client.CoreV1().Pods(k.namespace).Get(ctx, k.name, metav1.GetOptions{})
+	p := new(corev1.Pod)
+	err := c.client.Get().Namespace(k.namespace).Resource("pods").Name(k.name).Do(ctx).Into(p)
 	now := c.now()
 	switch {
 	case apierrors.IsNotFound(err):
@@ -403,7 +416,6 @@ func (c *Cache) namespaceChanged(obj any, deleted bool) {
 
 // sweeper expires deleted pods and old misses periodically.
 func (c *Cache) sweeper(ctx context.Context) {
-	defer close(c.done)
 	period := min(c.cfg.DeletedGrace, c.cfg.NegativeTTL, fetchedTTL) / 2
 	period = max(period, 10*time.Millisecond)
 	t := time.NewTicker(period)

@@ -78,6 +78,7 @@ func testPod(ns, name, rv string, labels map[string]string) *corev1.Pod {
 
 type testEnv struct {
 	cs    *fake.Clientset
+	api   *apiServer
 	cache *Cache
 	clock *testClock
 	reg   *prometheus.Registry
@@ -85,12 +86,18 @@ type testEnv struct {
 
 func start(t *testing.T, cfg Config, objs ...runtime.Object) *testEnv {
 	t.Helper()
+	return startOn(t, cfg, &apiServer{}, objs...)
+}
+
+// startOn is start on a given API server.
+func startOn(t *testing.T, cfg Config, api *apiServer, objs ...runtime.Object) *testEnv {
+	t.Helper()
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	env := &testEnv{cs: fake.NewClientset(objs...), clock: newClock(), reg: prometheus.NewRegistry()}
-	env.cache = New(cfg, env.cs, component.Settings{Now: env.clock.Now, Registerer: env.reg})
+	env := &testEnv{cs: fake.NewClientset(objs...), api: api, clock: newClock(), reg: prometheus.NewRegistry()}
+	env.cache = New(cfg, startAPIServer(t, env.cs, api), component.Settings{Now: env.clock.Now, Registerer: env.reg})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := env.cache.Start(ctx); err != nil {
@@ -206,6 +213,32 @@ func TestAddUpdateDelete(t *testing.T) {
 	}
 	if got := env.cache.m.deleted.Value(); got != 2 {
 		t.Fatalf("deleted lookups = %v, want 2", got)
+	}
+}
+
+// TestWatchListOrListAndWatch: the informers take their initial pods from
+// a watch-list where the API server has one, and from a list followed by a
+// watch where it refuses it (servers before Kubernetes 1.27).
+func TestWatchListOrListAndWatch(t *testing.T) {
+	ctx := context.Background()
+	for _, older := range []bool{false, true} {
+		env := startOn(t, Config{NamespaceLabels: true}, &apiServer{noWatchList: older},
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"team": "a"}}},
+			testPod("shop", "web-1", "1", map[string]string{"app": "web"}))
+		if p, ok := env.cache.Pod(ctx, "shop", "web-1"); !ok || p.Labels["app"] != "web" || p.NamespaceLabels["team"] != "a" {
+			t.Fatalf("older server %v: pod from the initial events: %+v, %v", older, p, ok)
+		}
+		lists, watchLists := env.api.lists.Load(), env.api.watchLists.Load()
+		if !older && (lists != 0 || watchLists != 2) || older && (lists != 2 || watchLists != 0) {
+			t.Fatalf("older server %v: %d lists, %d watch-lists", older, lists, watchLists)
+		}
+		if _, err := env.cs.CoreV1().Pods("shop").Create(ctx, testPod("shop", "web-2", "2", nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the added pod", func() bool { return env.cached("shop", "web-2") != nil })
+		if n := env.gets(); n != 0 {
+			t.Fatalf("older server %v: %d GETs", older, n)
+		}
 	}
 }
 
@@ -404,7 +437,7 @@ func TestNamespaceLabels(t *testing.T) {
 
 func TestTrimmed(t *testing.T) {
 	env := start(t, Config{}, testPod("shop", "web-1", "1", map[string]string{"app": "web"}))
-	items := env.cache.factory.Core().V1().Pods().Informer().GetStore().List()
+	items := env.cache.podInf.GetStore().List()
 	if len(items) != 1 {
 		t.Fatalf("store holds %d items", len(items))
 	}
@@ -522,7 +555,7 @@ current-context: test
 }
 
 func TestStopIdempotent(t *testing.T) {
-	c := New(Config{}, fake.NewClientset(), component.Settings{})
+	c := New(Config{}, nil, component.Settings{})
 	c.Stop()
 	c.Stop()
 	if err := c.Start(context.Background()); err == nil {
