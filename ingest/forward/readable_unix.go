@@ -18,7 +18,8 @@ import (
 // as a plain read that finds nothing: a look (a one-byte peek) and the read
 // once the poller says the bytes are there.
 //
-// It reads at most limit bytes. It honours the read deadline, and returns io.EOF at the end of the
+// get may return nil (the server is closing): readWhenReady then returns
+// net.ErrClosed. It reads at most limit bytes. It honours the read deadline, and returns io.EOF at the end of the
 // stream. ok is false for a connection that is not a socket (TLS, which
 // buffers on its own, or a pipe): the caller then reads as usual.
 func readWhenReady(conn net.Conn, limit int, get func() []byte) (buf []byte, n int, err error, ok bool) {
@@ -40,7 +41,10 @@ func readWhenReady(conn net.Conn, limit int, get func() []byte) (buf []byte, n i
 			}
 		}
 		if buf == nil {
-			buf = get()
+			if buf = get(); buf == nil {
+				err = net.ErrClosed
+				return true
+			}
 		}
 		for {
 			n, err = unix.Read(int(fd), buf[:min(cap(buf), limit)])

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -220,6 +221,12 @@ type Server struct {
 
 	// total bounds the bytes read and not yet stored over all connections.
 	total *semaphore.Weighted
+	// waking bounds the idle connections taking a read buffer for the bytes
+	// that just arrived: a slot is held from the buffer's taking until the
+	// bytes read are decoded and handed on. When a fleet's forwarders send
+	// at the same moment, the rest wait for a slot with no buffer, instead
+	// of thousands each holding one while they wait for the CPU.
+	waking chan struct{}
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -247,8 +254,14 @@ func New(cfg Config, pub Publisher, set component.Settings) *Server {
 		hardCancel: cancel,
 		conns:      make(map[*conn]struct{}),
 		total:      semaphore.NewWeighted(int64(cfg.MaxInflightBytesTotal)),
+		waking:     make(chan struct{}, wakingSlots()),
 	}
 }
+
+// wakingSlots is how many idle connections may wake into a read buffer at
+// once: enough to keep every CPU busy while others wait on locks or the
+// queue, few enough that their buffers are a megabyte or two.
+func wakingSlots() int { return max(16, 8*runtime.GOMAXPROCS(0)) }
 
 // Start reads the secrets and certificates, listens on TCP (with TLS when
 // configured; UDP for the heartbeat) and serves in the background. It
@@ -572,7 +585,13 @@ func (c *conn) readLoop(initial []byte) error {
 	// size classes) for a big value and goes back to the pool, for a small
 	// one, once the sender pauses with little pending.
 	buf := append(c.getReadBuf(max(bufSize, len(initial))), initial...)
-	defer func() { c.putReadBuf(buf) }()
+	woke := false // holding a slot of s.waking
+	defer func() {
+		c.putReadBuf(buf)
+		if woke {
+			<-c.s.waking
+		}
+	}()
 	shortAt := 0      // bytes buffered when a value was last found incomplete
 	readFull := false // whether the last read filled all the free space
 	for {
@@ -603,6 +622,10 @@ func (c *conn) readLoop(initial []byte) error {
 			}
 			buf = buf[:copy(buf, buf[start:])]
 		}
+		if woke {
+			<-c.s.waking
+			woke = false
+		}
 		switch limit := min(cap(buf), maxBuf); {
 		case len(buf) == limit:
 			if limit >= maxBuf {
@@ -631,7 +654,15 @@ func (c *conn) readLoop(initial []byte) error {
 			size := min(cap(buf), maxBuf)
 			c.putReadBuf(buf)
 			var nb []byte
-			nb, n, err, waited = readWhenReady(c.nc, maxBuf, func() []byte { return c.getReadBuf(size) })
+			nb, n, err, waited = readWhenReady(c.nc, maxBuf, func() []byte {
+				select {
+				case c.s.waking <- struct{}{}:
+					woke = true
+					return c.getReadBuf(size)
+				case <-c.s.hard.Done():
+					return nil
+				}
+			})
 			switch {
 			case nb != nil:
 				buf = nb[:n]

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -551,6 +552,70 @@ func TestIdleConnectionsHoldNoReadBuffer(t *testing.T) {
 	if got := pub.records(); got != 2*n*10 {
 		t.Fatalf("%d records stored, want %d", got, 2*n*10)
 	}
+}
+
+// gatePub is memPub whose Publish waits until open is closed, counting the
+// callers waiting.
+type gatePub struct {
+	*memPub
+	open    chan struct{}
+	waiting atomic.Int32
+}
+
+func (g *gatePub) Publish(c *chunk.Chunk) (chunk.Pending, error) {
+	g.waiting.Add(1)
+	<-g.open
+	g.waiting.Add(-1)
+	return g.memPub.Publish(c)
+}
+
+// TestWakingConnectionsAreBounded: when more idle connections get bytes at
+// once than there are waking slots, only that many take a read buffer; the
+// others wait holding none, and go on once slots are free.
+func TestWakingConnectionsAreBounded(t *testing.T) {
+	pub := &gatePub{memPub: &memPub{}, open: make(chan struct{})}
+	s, _ := startServer(t, pub, nil)
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(pub.open) }) }
+	t.Cleanup(open) // before the server's shutdown, also when the test fails
+	slots := cap(s.waking)
+	n := slots + 10
+	conns := make([]*forwardtest.Conn, n)
+	for i := range conns {
+		conns[i] = dial(t, s)
+	}
+	held := func() float64 { return testutil.ToFloat64(s.m.readBufs) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s: %d publishes waiting, %v bytes of read buffers", what, pub.waiting.Load(), held())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("idle connections", func() bool { return held() == 0 })
+	for i, c := range conns {
+		if _, err := c.Write(forwardtest.Packed("t", entries(0, 10), forwardtest.Options{Chunk: fmt.Sprint(i)})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor("every slot taken", func() bool { return int(pub.waiting.Load()) == slots })
+	time.Sleep(100 * time.Millisecond) // the other connections have their bytes by now
+	if w, b := int(pub.waiting.Load()), held(); w != slots || b != float64(slots*int(s.cfg.ReadBufferBytes)) {
+		t.Fatalf("%d connections publishing with %v bytes of read buffers, want %d with %d", w, b, slots, slots*int(s.cfg.ReadBufferBytes))
+	}
+	open()
+	for i, c := range conns {
+		if id, err := c.ReadAck(10 * time.Second); err != nil || id != fmt.Sprint(i) {
+			t.Fatalf("ack %q, %v; want %d", id, err, i)
+		}
+	}
+	if got := pub.records(); got != n*10 {
+		t.Fatalf("%d records stored, want %d", got, n*10)
+	}
+	waitFor("idle connections", func() bool { return held() == 0 })
 }
 
 // Shedding closes the longest-open connections between chunks, and only

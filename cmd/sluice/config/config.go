@@ -249,6 +249,12 @@ func (c *Config) SetDefaults() {
 		}
 		if s.File != nil {
 			s.File.SetDefaults()
+			if s.Batch.MaxRecords == 0 {
+				s.Batch.MaxRecords = file.DefaultBatchRecords
+			}
+			if s.Batch.MaxBytes == 0 {
+				s.Batch.MaxBytes = file.DefaultBatchBytes
+			}
 		}
 		if s.CloudWatch != nil {
 			s.CloudWatch.SetDefaults()

@@ -26,6 +26,21 @@ func TestDefaultsMatchTheEmbeddedSetup(t *testing.T) {
 	if len(c.Sinks) != 1 || c.Sinks[0].Name != "file" || c.Sinks[0].File.Path != "./data/out" {
 		t.Errorf("sinks %+v", c.Sinks)
 	}
+	// The file sink's batches are smaller than other sinks' (memory), and
+	// a configured size wins.
+	if b := c.Sinks[0].Batch; b.MaxRecords != 1000 || b.MaxBytes != 1<<20 {
+		t.Errorf("file sink batch %+v", b)
+	}
+	c, err = Parse([]byte("sinks: [{file: {}, batch: {max_records: 5000}}, {elasticsearch: {urls: [\"http://127.0.0.1:9200\"]}}]\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Sinks[0].Batch; b.MaxRecords != 5000 || b.MaxBytes != 1<<20 {
+		t.Errorf("file sink batch %+v", b)
+	}
+	if b := c.Sinks[1].Batch; b.MaxRecords != 10000 || b.MaxBytes != 8<<20 {
+		t.Errorf("elasticsearch sink batch %+v", b)
+	}
 	if c.NATS.Stream.MaxBytes != 10<<30 || c.ShutdownTimeout != 30*time.Second || c.Log.Format != "text" {
 		t.Errorf("defaults %+v", c)
 	}
