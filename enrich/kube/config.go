@@ -110,8 +110,8 @@ var ErrNoCluster = errors.New("kube: no in-cluster config and no kubeconfig")
 
 // coreCodecs decode the core/v1 group only: pods, namespaces and the API's
 // own Status and watch events. client-go's clientset would register every
-// API group of Kubernetes, which sluice never reads, and cost about 10 MB
-// of memory and 20 MB of binary (docs/PERFORMANCE.md).
+// API group of Kubernetes, which sluice never reads, at a cost of about 15
+// MB of memory and 50 MB of binary (docs/PERFORMANCE.md).
 var coreCodecs = func() serializer.CodecFactory {
 	s := runtime.NewScheme()
 	if err := corev1.AddToScheme(s); err != nil {
