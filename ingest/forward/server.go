@@ -448,6 +448,10 @@ type conn struct {
 	shedding atomic.Bool
 	ageTimer *time.Timer
 
+	// small is readSmall's buffer, for a connection that is not a plain
+	// socket (TLS); nil until then.
+	small []byte
+
 	// batch gathers Message-mode events of one tag without a chunk id, which
 	// arrive one record at a time, into one chunk.
 	batch    *[]byte // from getBuf
@@ -653,8 +657,7 @@ func (c *conn) readLoop(initial []byte) error {
 			// bytes with the buffer back in the pool.
 			size := min(cap(buf), maxBuf)
 			c.putReadBuf(buf)
-			var nb []byte
-			nb, n, err, waited = readWhenReady(c.nc, maxBuf, func() []byte {
+			wake := func() []byte {
 				select {
 				case c.s.waking <- struct{}{}:
 					woke = true
@@ -662,13 +665,21 @@ func (c *conn) readLoop(initial []byte) error {
 				case <-c.s.hard.Done():
 					return nil
 				}
-			})
-			switch {
-			case nb != nil:
-				buf = nb[:n]
+			}
+			var nb []byte
+			nb, n, err, waited = readWhenReady(c.nc, maxBuf, wake)
+			if nb != nil {
 				readFull = n == min(cap(nb), maxBuf)
-			case !waited || err != nil:
-				buf = c.getReadBuf(size)
+			} else if !waited {
+				// Not a socket (TLS): wait in a read into the connection's
+				// small buffer instead.
+				nb, n, readFull, err = c.readSmall(wake)
+				waited = true
+			}
+			if nb != nil {
+				buf = nb[:n]
+			} else {
+				buf = c.getReadBuf(size) // for the error, or a read of nothing
 			}
 		}
 		if !waited {
@@ -694,6 +705,29 @@ func (c *conn) readLoop(initial []byte) error {
 			return err
 		}
 	}
+}
+
+// smallReadBytes is the buffer a connection that is not a plain socket
+// (TLS) waits for its sender's next bytes with: its read buffer is in the
+// pool meanwhile, as a plain socket's is while readWhenReady waits.
+const smallReadBytes = 512
+
+// readSmall waits for the next bytes of a connection that is not a plain
+// socket, reading them into a small buffer of its own, then moves them
+// into a buffer taken with get (nil when the server is closing). full says
+// whether the read filled the small buffer: more is likely waiting.
+func (c *conn) readSmall(get func() []byte) (buf []byte, n int, full bool, err error) {
+	if c.small == nil {
+		c.small = make([]byte, smallReadBytes)
+	}
+	n, err = c.nc.Read(c.small)
+	if n == 0 {
+		return nil, 0, false, err
+	}
+	if buf = get(); buf == nil {
+		return nil, 0, false, net.ErrClosed
+	}
+	return append(buf, c.small[:n]...), n, n == len(c.small), err
 }
 
 // getReadBuf takes a read buffer of at least n bytes from the pool.

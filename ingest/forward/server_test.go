@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 	"github.com/sluicelog/sluice/internal/msgp"
+	"github.com/sluicelog/sluice/internal/testcerts"
 	"github.com/sluicelog/sluice/internal/units"
 )
 
@@ -519,38 +521,57 @@ func TestInflightBytesTotal(t *testing.T) {
 // memory follows what the connections are sending, not how many there are.
 // A connection that then sends again is read and acknowledged as before.
 func TestIdleConnectionsHoldNoReadBuffer(t *testing.T) {
-	pub := &memPub{}
-	s, _ := startServer(t, pub, nil)
-	const n = 20
-	conns := make([]*forwardtest.Conn, n)
-	send := func(round int) {
-		t.Helper()
-		for i, c := range conns {
-			id := fmt.Sprintf("%d-%d", round, i)
-			if _, err := c.Write(forwardtest.Packed("t", entries(0, 10), forwardtest.Options{Chunk: id})); err != nil {
-				t.Fatal(err)
+	ca := testcerts.NewCA(t, "sluice test CA")
+	for _, withTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tcp", true: "tls"}[withTLS], func(t *testing.T) {
+			pub := &memPub{}
+			s, _ := startServer(t, pub, func(c *Config) {
+				if withTLS {
+					c.TLS = tlsFiles(t, ca, nil)
+				}
+			})
+			const n = 20
+			conns := make([]*forwardtest.Conn, n)
+			send := func(round int) {
+				t.Helper()
+				for i, c := range conns {
+					id := fmt.Sprintf("%d-%d", round, i)
+					// Round 1's chunks are larger than a TLS connection's
+					// small waiting buffer.
+					if _, err := c.Write(forwardtest.Packed("t", entries(0, 10+round*90), forwardtest.Options{Chunk: id})); err != nil {
+						t.Fatal(err)
+					}
+					if got, err := c.ReadAck(5 * time.Second); err != nil || got != id {
+						t.Fatalf("ack %q, %v; want %q", got, err, id)
+					}
+				}
 			}
-			if got, err := c.ReadAck(5 * time.Second); err != nil || got != id {
-				t.Fatalf("ack %q, %v; want %q", got, err, id)
+			for i := range conns {
+				if withTLS {
+					c, err := dialTLS(t, s, &tls.Config{RootCAs: ca.Pool()})
+					if err != nil {
+						t.Fatal(err)
+					}
+					conns[i] = c
+				} else {
+					conns[i] = dial(t, s)
+				}
 			}
-		}
-	}
-	for i := range conns {
-		conns[i] = dial(t, s)
-	}
-	held := func() float64 { return testutil.ToFloat64(s.m.readBufs) }
-	for round := range 2 {
-		send(round)
-		deadline := time.Now().Add(5 * time.Second)
-		for held() != 0 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if b := held(); b != 0 {
-			t.Fatalf("round %d: %d idle connections hold %v bytes of read buffers, want 0", round, n, b)
-		}
-	}
-	if got := pub.records(); got != 2*n*10 {
-		t.Fatalf("%d records stored, want %d", got, 2*n*10)
+			held := func() float64 { return testutil.ToFloat64(s.m.readBufs) }
+			for round := range 2 {
+				send(round)
+				deadline := time.Now().Add(5 * time.Second)
+				for held() != 0 && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if b := held(); b != 0 {
+					t.Fatalf("round %d: %d idle connections hold %v bytes of read buffers, want 0", round, n, b)
+				}
+			}
+			if got, want := pub.records(), n*(10+100); got != want {
+				t.Fatalf("%d records stored, want %d", got, want)
+			}
+		})
 	}
 }
 
