@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/enrich/kube"
 	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
@@ -17,16 +18,23 @@ func (m mapPods) Pod(_ context.Context, ns, name string) (*kube.Pod, bool) {
 	return p, ok
 }
 
-// TestEnrichmentInTheSinkPipeline sends container records over Forward and
-// finds them enriched in the file sink; an excluded pod's records are
-// dropped (counted), never written.
-func TestEnrichmentInTheSinkPipeline(t *testing.T) {
-	out := t.TempDir()
+// enrichingConfig is testConfig writing to out, with enrichment on and
+// JSON logs merged under "data".
+func enrichingConfig(t testing.TB, out string) *config.Config {
 	cfg := testConfig(t, t.TempDir(), out)
 	on := true
 	cfg.Enrich.Enabled = &on
 	cfg.Enrich.MergeLog = &on
 	cfg.Enrich.MergeLogKey = "data"
+	return cfg
+}
+
+// TestEnrichmentInTheSinkPipeline sends container records over Forward and
+// finds them enriched in the file sink; an excluded pod's records are
+// dropped (counted), never written.
+func TestEnrichmentInTheSinkPipeline(t *testing.T) {
+	out := t.TempDir()
+	cfg := enrichingConfig(t, out)
 	id := "b90a89309ac90fff2972822c66f11736933000c5aa6376dff0c11a441fa427ee"
 	pods := mapPods{
 		"default/nginx-1": {Name: "nginx-1", Namespace: "default", UID: "uid-1", Node: "node-1",

@@ -93,11 +93,7 @@ func otlpPodLogs(first, n int, t0 time.Time) plog.Logs {
 // metadata from its resource attributes and its JSON body merged.
 func TestCollectorExportersIntoTheSinks(t *testing.T) {
 	out := t.TempDir()
-	cfg := testConfig(t, t.TempDir(), out)
-	on := true
-	cfg.Enrich.Enabled = &on
-	cfg.Enrich.MergeLog = &on
-	cfg.Enrich.MergeLogKey = "data"
+	cfg := enrichingConfig(t, out)
 	validate(t, cfg)
 	pods := mapPods{"shop/web-1": {Name: "web-1", Namespace: "shop", UID: "uid-web-1", Node: "node-a",
 		Labels: map[string]string{"app": "web"}, Containers: []kube.Container{{Name: "app", Image: "shop/web:2.1"}}}}
