@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -112,13 +113,14 @@ var ErrNoCluster = errors.New("kube: no in-cluster config and no kubeconfig")
 // own Status and watch events. client-go's clientset would register every
 // API group of Kubernetes, which sluice never reads, at a cost of about 15
 // MB of memory and 50 MB of binary (docs/PERFORMANCE.md).
-var coreCodecs = func() serializer.CodecFactory {
+// They are made on first use: a sluice without enrichment never does.
+var coreCodecs = sync.OnceValue(func() serializer.CodecFactory {
 	s := runtime.NewScheme()
 	if err := corev1.AddToScheme(s); err != nil {
 		panic(err) // static registration; fails only if client-go changes
 	}
 	return serializer.NewCodecFactory(s)
-}()
+})
 
 // NewClient returns a REST client for the core/v1 API group. An explicit
 // cfg.Kubeconfig is used as is; otherwise the in-cluster config (service
@@ -140,7 +142,7 @@ func newCoreClient(rc *rest.Config) (rest.Interface, error) {
 	c.UserAgent = "sluice"
 	c.APIPath = "/api"
 	c.GroupVersion = &corev1.SchemeGroupVersion
-	c.NegotiatedSerializer = coreCodecs.WithoutConversion()
+	c.NegotiatedSerializer = coreCodecs().WithoutConversion()
 	client, err := rest.RESTClientFor(c)
 	if err != nil {
 		return nil, fmt.Errorf("kube: client: %w", err)
