@@ -165,7 +165,7 @@ func (c *Cache) start(ctx context.Context) error {
 	wait, cancelWait := context.WithTimeout(ctx, c.cfg.SyncTimeout)
 	defer cancelWait()
 	if c.cfg.NamespaceLabels {
-		inf, err := c.informer(runCtx, "namespaces", &corev1.Namespace{}, cache.ResourceEventHandlerFuncs{
+		_, synced, err := c.informer(runCtx, "namespaces", &corev1.Namespace{}, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { c.namespaceChanged(obj, false) },
 			UpdateFunc: func(_, obj any) { c.namespaceChanged(obj, false) },
 			DeleteFunc: func(obj any) { c.namespaceChanged(obj, true) },
@@ -174,11 +174,11 @@ func (c *Cache) start(ctx context.Context) error {
 			return err
 		}
 		// Namespaces before pods, so that pods arrive with their namespace labels.
-		if !cache.WaitForCacheSync(wait.Done(), inf.HasSynced) {
+		if !cache.WaitForCacheSync(wait.Done(), synced) {
 			return fmt.Errorf("kube: the initial list of namespaces did not complete within %v", c.cfg.SyncTimeout)
 		}
 	}
-	inf, err := c.informer(runCtx, "pods", &corev1.Pod{}, cache.ResourceEventHandlerFuncs{
+	inf, synced, err := c.informer(runCtx, "pods", &corev1.Pod{}, cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.podChanged,
 		UpdateFunc: func(_, obj any) { c.podChanged(obj) },
 		DeleteFunc: c.podDeleted,
@@ -187,7 +187,7 @@ func (c *Cache) start(ctx context.Context) error {
 		return err
 	}
 	c.podInf = inf
-	if !cache.WaitForCacheSync(wait.Done(), inf.HasSynced) {
+	if !cache.WaitForCacheSync(wait.Done(), synced) {
 		return fmt.Errorf("kube: the initial list of pods did not complete within %v", c.cfg.SyncTimeout)
 	}
 	c.log.Info("pod metadata cache synced", "pods", c.pods.len())
@@ -195,18 +195,21 @@ func (c *Cache) start(ctx context.Context) error {
 }
 
 // informer starts an informer on every object of a core/v1 resource, in
-// all namespaces, whose store holds only what the trimmer keeps.
-func (c *Cache) informer(ctx context.Context, resource string, example runtime.Object, h cache.ResourceEventHandler) (cache.SharedIndexInformer, error) {
+// all namespaces, whose store holds only what the trimmer keeps. synced
+// reports when h has been given every object of the initial list (the
+// store having them is not enough: a lookup reads what h built).
+func (c *Cache) informer(ctx context.Context, resource string, example runtime.Object, h cache.ResourceEventHandler) (inf cache.SharedIndexInformer, synced func() bool, err error) {
 	lw := cache.NewListWatchFromClient(c.client, resource, "", fields.Everything())
-	inf := cache.NewSharedIndexInformerWithOptions(lw, example, cache.SharedIndexInformerOptions{})
+	inf = cache.NewSharedIndexInformerWithOptions(lw, example, cache.SharedIndexInformerOptions{})
 	if err := inf.SetTransform(c.trim.transform); err != nil {
-		return nil, fmt.Errorf("kube: %s informer: %w", resource, err)
+		return nil, nil, fmt.Errorf("kube: %s informer: %w", resource, err)
 	}
-	if _, err := inf.AddEventHandler(h); err != nil {
-		return nil, fmt.Errorf("kube: %s informer: %w", resource, err)
+	reg, err := inf.AddEventHandler(h)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kube: %s informer: %w", resource, err)
 	}
 	c.running.Go(func() { inf.RunWithContext(ctx) })
-	return inf, nil
+	return inf, reg.HasSynced, nil
 }
 
 // Stop stops the informers and waits for their goroutines. It is
