@@ -3,7 +3,7 @@
 package filetest
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,27 +11,42 @@ import (
 )
 
 // Lines decodes every line of every file the file sink wrote in dir; a
-// line that is not JSON fails the test.
+// line that is not JSON, or a last line without its newline, fails the
+// test. Call it once the sink is done writing; while it writes, Written.
 func Lines(t testing.TB, dir string) []map[string]any {
+	t.Helper()
+	return lines(t, dir, false)
+}
+
+// Written is Lines for a sink that may be writing: a file's last line
+// without its newline is one being written, left out.
+func Written(t testing.TB, dir string) []map[string]any {
+	t.Helper()
+	return lines(t, dir, true)
+}
+
+func lines(t testing.TB, dir string, writing bool) []map[string]any {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson"))
 	var out []map[string]any
 	for _, f := range files {
-		fh, err := os.Open(f)
+		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
+		complete := raw[:bytes.LastIndexByte(raw, '\n')+1]
+		if len(complete) < len(raw) && !writing {
+			t.Fatalf("%s: last line without its newline: %q", f, raw[len(complete):])
+		}
+		for len(complete) > 0 {
+			line, rest, _ := bytes.Cut(complete, []byte("\n"))
+			complete = rest
 			var m map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				fh.Close()
-				t.Fatalf("%s: bad line %q: %v", f, sc.Text(), err)
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatalf("%s: bad line %q: %v", f, line, err)
 			}
 			out = append(out, m)
 		}
-		fh.Close()
 	}
 	return out
 }

@@ -87,7 +87,7 @@ func waitLines(t testing.TB, dir string, n int) []map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		lines := filetest.Lines(t, dir)
+		lines := filetest.Written(t, dir)
 		if len(lines) >= n || time.Now().After(deadline) {
 			return lines
 		}
