@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 )
 
@@ -20,26 +18,13 @@ func mlChunk(id string, lines ...string) []byte {
 	return forwardtest.Packed("kube.var.log.containers.api_shop_java-1.log", p, forwardtest.Options{Chunk: id})
 }
 
-// mlLogs reads the log field of every line the file sinks wrote into dir.
-// Unlike filetest.Lines it skips a line it cannot decode: it polls while the
-// sink may be writing the last one.
+// mlLogs counts the log field of the lines the file sinks wrote into dir
+// so far.
 func mlLogs(t *testing.T, dir string) map[string]int {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson"))
 	got := map[string]int{}
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				got[m["log"].(string)]++
-			}
-		}
-		fh.Close()
+	for _, m := range filetest.Written(t, dir) {
+		got[m["log"].(string)]++
 	}
 	return got
 }
