@@ -9,7 +9,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicelog/sluice/api"
@@ -215,5 +217,45 @@ func TestPprof(t *testing.T) {
 		if code, _ := apiCall(t, "GET", base+"goroutine?debug=1", "", ""); on && code != 401 {
 			t.Errorf("pprof without a token: %d", code)
 		}
+	}
+}
+
+// countingCollector counts how often a registry collects it.
+type countingCollector struct{ n atomic.Int64 }
+
+func (c *countingCollector) Describe(chan<- *prometheus.Desc) {}
+func (c *countingCollector) Collect(chan<- prometheus.Metric) { c.n.Add(1) }
+
+// The replica announcements read the records every listener stored
+// without running the registry's other collectors (JetStream requests,
+// /proc reads), and /metrics still has the listeners' counters.
+func TestAnnouncementReadsOnlyIngestMetrics(t *testing.T) {
+	a := startApp(t, testConfig(t, t.TempDir(), t.TempDir()))
+	defer shutdown(t, a)
+	costly := &countingCollector{}
+	a.Registry().MustRegister(costly)
+
+	c := dialForward(t, a)
+	defer c.Close()
+	if err := c.SendAck(packedChunk("app", 0, 30, "YQ=="), "YQ==", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + a.HTTPAddr().String() + "/app"
+	if code, _, body := post(t, httpClient, url, "", "application/x-ndjson", []byte("{\"a\":1}\n{\"a\":2}\n"), nil); code != 200 {
+		t.Fatalf("post: %d %s", code, body)
+	}
+
+	if n := a.ingestedRecords(); n != 32 {
+		t.Errorf("ingested records %v, want 32", n)
+	}
+	if n := costly.n.Load(); n != 0 {
+		t.Errorf("reading the ingested records ran the other collectors %d times", n)
+	}
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, h := listenerValue(mfs, "sluice_ingest_records_total", "forward"), listenerValue(mfs, "sluice_ingest_records_total", "http"); f != 30 || h != 2 {
+		t.Errorf("/metrics registry: forward %v, http %v records, want 30 and 2", f, h)
 	}
 }

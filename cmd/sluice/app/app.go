@@ -45,21 +45,25 @@ import (
 
 // App is one running sluice.
 type App struct {
-	cfg     *config.Config
-	set     component.Settings
-	reg     *prometheus.Registry
-	q       *queue.Queue
-	sinks   []sinks.Sink
-	runners []*sinks.Runner
-	forward *forward.Server
-	ingest  *httpin.Handler
-	http    *httpin.Server
-	otlp    *otlp.Receiver
-	api     *api.Server
-	wrap    func(name string, s sinks.Sink) sinks.Sink
-	kube    *kube.Cache
-	pods    enrich.Pods // for tests: pod metadata without a cluster
-	byName  map[string]*sinks.Runner
+	cfg *config.Config
+	set component.Settings
+	reg *prometheus.Registry
+	// ingestReg holds the ingest listeners' metrics, which reg has too:
+	// the replica announcements read them every few seconds without
+	// running reg's costly collectors (JetStream requests, /proc reads).
+	ingestReg *prometheus.Registry
+	q         *queue.Queue
+	sinks     []sinks.Sink
+	runners   []*sinks.Runner
+	forward   *forward.Server
+	ingest    *httpin.Handler
+	http      *httpin.Server
+	otlp      *otlp.Receiver
+	api       *api.Server
+	wrap      func(name string, s sinks.Sink) sinks.Sink
+	kube      *kube.Cache
+	pods      enrich.Pods // for tests: pod metadata without a cluster
+	byName    map[string]*sinks.Runner
 	// hub hands live records to taps (/v1/tap).
 	hub *tap.Hub
 	// replicas announces this replica and lists the others; stopBalance
@@ -88,7 +92,8 @@ func New(cfg *config.Config, set component.Settings, opts ...Option) *App {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	set.Registerer = reg
-	a := &App{cfg: cfg, set: set.Defaults(), reg: reg, byName: make(map[string]*sinks.Runner)}
+	a := &App{cfg: cfg, set: set.Defaults(), reg: reg, ingestReg: prometheus.NewRegistry(),
+		byName: make(map[string]*sinks.Runner)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -164,7 +169,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.byName[sc.Name] = r
 	}
 	pub := tappingPublisher{a.q, a.hub}
-	a.forward = forward.New(a.cfg.Forward, pub, a.set)
+	a.forward = forward.New(a.cfg.Forward, pub, a.ingestSettings())
 	if err := a.forward.Start(ctx); err != nil {
 		return err
 	}
@@ -175,10 +180,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("http.auth.%w", err)
 	}
-	a.ingest = httpin.NewHandler(httpCfg, pub, a.set)
+	a.ingest = httpin.NewHandler(httpCfg, pub, a.ingestSettings())
 	ingest := api.BearerAuth("http", api.NewTokens(tokens), api.AuthFailures(a.reg))(a.ingest)
 	if httpCfg.Listen != httpin.ListenDisabled {
-		a.http = httpin.NewServer(httpCfg, ingest, a.set)
+		a.http = httpin.NewServer(httpCfg, ingest, a.ingestSettings())
 		if err := a.http.Start(ctx); err != nil {
 			return err
 		}
@@ -245,7 +250,7 @@ func (a *App) startOTLP(ctx context.Context, pub httpin.Publisher) error {
 	if err != nil {
 		return fmt.Errorf("otlp.auth.%w", err)
 	}
-	a.otlp = otlp.New(cfg, tokens, pub, a.set)
+	a.otlp = otlp.New(cfg, tokens, pub, a.ingestSettings())
 	if err := a.otlp.Start(ctx); err != nil {
 		return err
 	}
@@ -285,11 +290,7 @@ func (a *App) startReplicas(ctx context.Context) (*queue.Replicas, error) {
 	var lastN float64
 	lastT := a.set.Now()
 	self := func() queue.Replica {
-		mfs, _ := a.reg.Gather() // once per announcement
-		var n float64
-		for _, l := range []string{"forward", "http", otlp.ListenerHTTP, otlp.ListenerGRPC} {
-			n += listenerValue(mfs, "sluice_ingest_records_total", l)
-		}
+		n := a.ingestedRecords()
 		now := a.set.Now()
 		var rate float64
 		if d := now.Sub(lastT).Seconds(); d > 0 {
@@ -598,6 +599,51 @@ func (a *App) Kill() {
 	if a.q != nil {
 		a.q.Close()
 	}
+}
+
+// ingestSettings are the settings of an ingest listener: its metrics go to
+// both registries.
+func (a *App) ingestSettings() component.Settings {
+	set := a.set
+	set.Registerer = teeRegisterer{a.reg, a.ingestReg}
+	return set
+}
+
+// ingestedRecords is the number of records every listener has stored.
+func (a *App) ingestedRecords() float64 {
+	mfs, _ := a.ingestReg.Gather()
+	var n float64
+	for _, l := range []string{"forward", "http", otlp.ListenerHTTP, otlp.ListenerGRPC} {
+		n += listenerValue(mfs, "sluice_ingest_records_total", l)
+	}
+	return n
+}
+
+// teeRegisterer registers every collector with both registries.
+type teeRegisterer struct{ a, b prometheus.Registerer }
+
+func (t teeRegisterer) Register(c prometheus.Collector) error {
+	if err := t.a.Register(c); err != nil {
+		return err
+	}
+	if err := t.b.Register(c); err != nil {
+		t.a.Unregister(c)
+		return err
+	}
+	return nil
+}
+
+func (t teeRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := t.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (t teeRegisterer) Unregister(c prometheus.Collector) bool {
+	b := t.b.Unregister(c)
+	return t.a.Unregister(c) || b
 }
 
 // listenerMetric reads the value of a metric with the given listener label.

@@ -41,7 +41,7 @@ func (o operator) Status(ctx context.Context) (*api.Status, error) {
 	}
 	if a.forward != nil {
 		st.Listeners = append(st.Listeners, api.ListenerStatus{Name: "forward", Addr: a.forward.Addr().String(),
-			Connections: int(listenerMetric(a.reg, "sluice_ingest_connections", "forward"))})
+			Connections: int(listenerMetric(a.ingestReg, "sluice_ingest_connections", "forward"))})
 	}
 	for _, l := range a.extraListeners {
 		st.Listeners = append(st.Listeners, l())
