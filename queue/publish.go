@@ -2,7 +2,8 @@ package queue
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -99,10 +100,12 @@ func (c *subjectCache) get(tag string) string {
 // ErrEntryTooLarge means one entry alone is above the message size limit.
 var ErrEntryTooLarge = errors.New("queue: one entry is larger than the message size limit")
 
-// MsgID returns the deduplication id of a message: the forwarder's chunk id
-// scoped by a digest of the tag and the payload, so that a forwarder that
-// resends a chunk is deduplicated while one that reuses an id for other data
-// never loses any. Without a chunk id every publish is unique.
+// MsgID returns the deduplication id of a message: a digest of the
+// forwarder's chunk id beside a digest of the tag and the payload, so that a
+// forwarder that resends a chunk is deduplicated while one that reuses an id
+// for other data never loses any. Without a chunk id every publish is
+// unique. Ids are 22 characters whatever the chunk id: the stream leader
+// holds every id of its duplicate window in memory.
 func MsgID(chunkID, tag string, entries []byte) string {
 	if chunkID == "" {
 		return nuid.Next()
@@ -111,8 +114,10 @@ func MsgID(chunkID, tag string, entries []byte) string {
 	_, _ = h.WriteString(tag)
 	_, _ = h.Write([]byte{0})
 	_, _ = h.Write(entries)
-	var sum [8]byte
-	return chunkID + "~" + hex.EncodeToString(h.Sum(sum[:0]))
+	var sum [16]byte
+	binary.BigEndian.PutUint64(sum[:8], xxhash.Sum64String(chunkID))
+	binary.BigEndian.PutUint64(sum[8:], h.Sum64())
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // Publish starts storing c in the stream and returns at once, unless too many

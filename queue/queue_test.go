@@ -216,8 +216,12 @@ func TestMsgID(t *testing.T) {
 	if a == MsgID("abc", "t", []byte{1, 2, 4}) || a == MsgID("abc", "u", []byte{1, 2, 3}) {
 		t.Error("reused chunk id for other data gives the same message id")
 	}
-	if !strings.HasPrefix(a, "abc~") {
-		t.Errorf("id %q does not start with the chunk id", a)
+	if a == MsgID("abd", "t", []byte{1, 2, 3}) {
+		t.Error("another chunk id with the same data gives the same message id")
+	}
+	long := strings.Repeat("x", 200)
+	if len(a) != 22 || len(MsgID(long, "t", []byte{1})) != 22 {
+		t.Errorf("ids %q and %q: want 22 characters whatever the chunk id", a, MsgID(long, "t", []byte{1}))
 	}
 	if MsgID("", "t", nil) == MsgID("", "t", nil) {
 		t.Error("chunks without an id must get unique message ids")
