@@ -125,7 +125,8 @@ func MsgID(chunkID, tag string, entries []byte) string {
 // The returned Pending reports when every message of the chunk is stored.
 // c.Entries must stay unchanged until then. Publishing the same chunk again
 // after a failure is safe: the message ids deduplicate it (they are taken
-// over the entries, before compression).
+// over the entries, before compression; a chunk without an ID keeps the
+// nonce Publish gives it).
 func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 	parts, err := q.split(c.Entries, c.Count)
 	if err != nil {
@@ -156,15 +157,16 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 		vals[0], vals[1], vals[2] = c.Tag, countString(part.count), encoding
 		h := make(nats.Header, 5)
 		h[HeaderTag], h[HeaderCount], h[HeaderEncoding] = vals[0:1:1], vals[1:2:2], vals[2:3:3]
-		id := c.ID
-		if id != "" {
+		if c.ID != "" {
 			vals[3] = c.ID
 			h[HeaderChunkID] = vals[3:4:4]
-			if len(parts) > 1 {
-				id += "/" + strconv.Itoa(i)
+			vals[4] = MsgID(partID(c.ID, i, len(parts)), c.Tag, part.data)
+		} else {
+			if c.Nonce == "" {
+				c.Nonce = nuid.Next()
 			}
+			vals[4] = partID(c.Nonce, i, len(parts))
 		}
-		vals[4] = MsgID(id, c.Tag, part.data)
 		h[jetstream.MsgIDHeader] = vals[4:5:5]
 		f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: data}, q.expectStream)
 		if err != nil {
@@ -174,6 +176,14 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 		p.futs = append(p.futs, f)
 	}
 	return p, nil
+}
+
+// partID is the id of part i of a chunk cut into n messages.
+func partID(id string, i, n int) string {
+	if n == 1 {
+		return id
+	}
+	return id + "/" + strconv.Itoa(i)
 }
 
 // counts are the decimal texts of small record counts, made once.

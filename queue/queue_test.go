@@ -208,6 +208,29 @@ func TestFullStreamRefuses(t *testing.T) {
 	_ = reg
 }
 
+// A chunk without an id published again (as ingest does after a publish
+// that seemed to fail) is stored once; another chunk with the same entries
+// is stored too.
+func TestRepublishedChunkWithoutIDStoredOnce(t *testing.T) {
+	q, _ := openQueue(t, nil)
+	if _, err := q.Consumer(context.Background(), "check", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	entries := payload(3, 10)
+	c := &chunk.Chunk{Tag: "app", Count: 3, Entries: entries}
+	for i := 0; i < 2; i++ {
+		if err := publishWait(t, q, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := publishWait(t, q, &chunk.Chunk{Tag: "app", Count: 3, Entries: entries}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(fetchAll(t, q, "check")); n != 2 {
+		t.Fatalf("%d messages stored, want 2: the republished chunk once and the other chunk", n)
+	}
+}
+
 func TestMsgID(t *testing.T) {
 	a := MsgID("abc", "t", []byte{1, 2, 3})
 	if a != MsgID("abc", "t", []byte{1, 2, 3}) {

@@ -30,6 +30,11 @@ type Chunk struct {
 	Count int
 	// Entries is the msgpack stream of entries.
 	Entries []byte
+	// Nonce stands in for ID in the message ids of a chunk without one. The
+	// queue sets it at the chunk's first publish and reuses it when the same
+	// chunk is published again, so that JetStream stores the chunk once even
+	// if a publish that seemed to fail had stored it.
+	Nonce string
 }
 
 // Entry is one decoded entry. Meta and Record alias the chunk's bytes.
