@@ -163,7 +163,7 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 			vals[4] = MsgID(partID(c.ID, i, len(parts)), c.Tag, part.data)
 		} else {
 			if c.Nonce == "" {
-				c.Nonce = nuid.Next()
+				c.Nonce = MsgID("", c.Tag, part.data) // unique
 			}
 			vals[4] = partID(c.Nonce, i, len(parts))
 		}
