@@ -555,7 +555,12 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.kube.Stop()
 	}
 	if a.replicas != nil {
-		errs = append(errs, a.replicas.Close(ctx))
+		// Leaving is a courtesy: a key left behind expires after the TTL,
+		// as a crashed replica's does. A JetStream electing a leader for
+		// the bucket (a node lost) must not make the shutdown fail.
+		if err := a.replicas.Close(ctx); err != nil {
+			a.set.Logger.Warn("could not leave the replicas; the others drop this one after the ttl", "err", err, "ttl", a.cfg.Cluster.TTL)
+		}
 	}
 	if a.q != nil {
 		a.q.Close()

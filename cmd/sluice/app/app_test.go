@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -361,6 +362,38 @@ func TestGracefulShutdownThenRestart(t *testing.T) {
 	waitLines(t, out, chunks*per)
 	waitDrained(t, b, "file")
 	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), chunks*per)
+}
+
+// TestShutdownWhenTheReplicasBucketIsGone shuts down while the replicas
+// bucket cannot take the replica's leave (as while a clustered JetStream
+// elects a leader for it): the key would expire after the TTL, so the
+// shutdown succeeds, says so in a warning, and what was acknowledged is in
+// the sink.
+func TestShutdownWhenTheReplicasBucketIsGone(t *testing.T) {
+	store, out := t.TempDir(), t.TempDir()
+	cfg := testConfig(t, store, out)
+	var logs syncBuffer
+	a := New(cfg, component.Settings{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := dialForward(t, a)
+	if err := c.SendAck(packedChunk("app", 0, 10, "c0"), "c0", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := a.Queue().JetStream().DeleteKeyValue(ctx, cfg.Cluster.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown failed because the replica could not leave: %v", err)
+	}
+	if !strings.Contains(logs.String(), "could not leave the replicas") {
+		t.Errorf("no warning that the replica could not leave; logs:\n%s", logs.String())
+	}
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), 10)
 }
 
 // TestFullStreamStopsAcking fills a small stream while the sink is held: the
