@@ -48,7 +48,8 @@ fuzz:
 # The bench table: sluice's binary on its embedded defaults (file sink, or
 # the Elasticsearch sink into VictoriaLogs), fixed load scenarios from
 # loadgen, acked and end-to-end rates, CPU per record, peak RSS
-# (docs/PERFORMANCE.md). BENCH_SCALE=0.1 for a quick look; BENCH_RUN=fleet
+# (docs/PERFORMANCE.md). BENCH_SCALE=0.1 for a quick look (all but
+# the cluster scenario, whose phases need its 30 s); BENCH_RUN=fleet
 # for the scenarios whose name matches it (a regular expression, e.g.
 # BENCH_RUN="forward packed, ack, 4 conn$$|otlp"); FLUENT_BIT=/path/to/fluent-bit runs
 # a Fluent Bit you built on the same Forward scenarios in the same runs and

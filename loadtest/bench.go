@@ -69,6 +69,22 @@ func BenchScenarios() []Scenario {
 	}
 }
 
+// Scaled returns sc with its load scaled by f, for a quicker (or longer)
+// bench: the record count, or the duration of a timed scenario (at least a
+// second). The cluster scenario keeps its duration: its phases (replicas
+// joining, balancing, one leaving) take about 20 s whatever the load, and
+// figures taken after the load stopped would say balancing failed.
+func (sc Scenario) Scaled(f float64) Scenario {
+	switch {
+	case sc.Cluster:
+	case sc.Duration > 0:
+		sc.Duration = max(time.Second, time.Duration(float64(sc.Duration)*f))
+	default:
+		sc.Records = max(1, int(float64(sc.Records)*f))
+	}
+	return sc
+}
+
 // fleet is a scenario of n forwarders, each sending one chunk of 20
 // records a second with acks, for 20 seconds.
 func fleet(n int) Config {

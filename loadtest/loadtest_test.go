@@ -312,6 +312,34 @@ func TestMedianRow(t *testing.T) {
 	}
 }
 
+// BENCH_SCALE scales each scenario's records or duration, but leaves the
+// cluster scenario the time its phases need.
+func TestScaledScenarios(t *testing.T) {
+	for _, sc := range BenchScenarios() {
+		got := sc.Scaled(0.1)
+		switch {
+		case sc.Cluster:
+			if got.Duration != sc.Duration {
+				t.Errorf("%s: duration %v scaled to %v; its phases need it whole", sc.Name, sc.Duration, got.Duration)
+			}
+		case sc.Duration > 0:
+			if want := sc.Duration / 10; got.Duration != want || got.Records != sc.Records {
+				t.Errorf("%s: duration %v, records %d; want %v, %d", sc.Name, got.Duration, got.Records, want, sc.Records)
+			}
+		default:
+			if want := sc.Records / 10; got.Records != want || got.Duration != 0 {
+				t.Errorf("%s: records %d, duration %v; want %d, 0", sc.Name, got.Records, got.Duration, want)
+			}
+		}
+	}
+	if got := (Scenario{Config: Config{Duration: 2 * time.Second}}).Scaled(0.01); got.Duration != time.Second {
+		t.Errorf("2s scaled by 0.01: %v, want the 1s floor", got.Duration)
+	}
+	if got := (Scenario{Config: Config{Records: 5}}).Scaled(0.01); got.Records != 1 {
+		t.Errorf("5 records scaled by 0.01: %d, want 1", got.Records)
+	}
+}
+
 // Verification by an Elasticsearch count: sluice's Elasticsearch sink
 // writes into the in-process Elasticsearch, and Verify counts the run's
 // documents; a report claiming more than arrived shows them lost.

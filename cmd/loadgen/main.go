@@ -82,7 +82,7 @@ func run() int {
 		scenario = flag.String("scenario", "", "a YAML file of runs (see loadtest/scenarios/)")
 		output   = flag.String("o", "", "output: empty for hey's text, json for machines")
 		bench    = flag.String("bench", "", "run make bench's scenarios against this sluice binary and print the table")
-		scale    = flag.Float64("bench-scale", 1, "scale the bench scenarios' record counts")
+		scale    = flag.Float64("bench-scale", 1, "scale the bench scenarios' record counts or durations (the cluster scenario keeps its 30 s)")
 		count    = flag.Int("bench-count", 3, "runs of each bench scenario; the table shows the median")
 		only     = flag.String("bench-run", "", "run only the bench scenario of this name, or else those whose name this regular expression matches (\"forward packed, ack, 4 conn$|otlp\")")
 		peerFB   = flag.String("bench-fluent-bit", "", "also run the bench's Forward scenarios against this fluent-bit binary, in the same runs, and print the ratios")
@@ -139,12 +139,7 @@ func run() int {
 		}
 		for _, sc := range all {
 			if exact && sc.Name == *only || !exact && re.MatchString(sc.Name) {
-				if sc.Duration > 0 {
-					sc.Duration = max(time.Second, time.Duration(float64(sc.Duration)**scale))
-				} else {
-					sc.Records = max(1, int(float64(sc.Records)**scale))
-				}
-				scs = append(scs, sc)
+				scs = append(scs, sc.Scaled(*scale))
 			}
 		}
 		if len(scs) == 0 {
