@@ -74,6 +74,20 @@ func startApp(t testing.TB, cfg *config.Config, opts ...Option) *App {
 	return a
 }
 
+// startAppLogging is startApp with the app's logs, from level up, kept in
+// the returned buffer (as JSON lines).
+func startAppLogging(t testing.TB, cfg *config.Config, level slog.Level) (*App, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	a := New(cfg, component.Settings{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a, logs
+}
+
 func shutdown(t testing.TB, a *App) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -370,15 +384,11 @@ func TestGracefulShutdownThenRestart(t *testing.T) {
 // shutdown succeeds, says so in a warning, and what was acknowledged is in
 // the sink.
 func TestShutdownWhenTheReplicasBucketIsGone(t *testing.T) {
-	store, out := t.TempDir(), t.TempDir()
-	cfg := testConfig(t, store, out)
-	var logs syncBuffer
-	a := New(cfg, component.Settings{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	out := t.TempDir()
+	cfg := testConfig(t, t.TempDir(), out)
+	a, logs := startAppLogging(t, cfg, slog.LevelInfo)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	c := dialForward(t, a)
 	if err := c.SendAck(packedChunk("app", 0, 10, "c0"), "c0", 10*time.Second); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/sluicelog/sluice/api"
 	"github.com/sluicelog/sluice/ingest/forward"
-	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/forwardtest"
 )
 
@@ -49,11 +48,7 @@ func TestSecretsStayOutOfLogsAndStatus(t *testing.T) {
 	cfg.API.Auth = api.AuthConfig{Tokens: []string{apiToken}}
 	cfg.HTTP.Auth = api.AuthConfig{Tokens: []string{ingestTok}}
 	validate(t, cfg)
-	var logs syncBuffer
-	a := New(cfg, component.Settings{Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err := a.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	a, logs := startAppLogging(t, cfg, slog.LevelDebug)
 	defer shutdown(t, a)
 
 	for _, pw := range []string{"wrong", password} {
