@@ -151,7 +151,7 @@ func TestBalanceSpreadsConnections(t *testing.T) {
 	// files of all three replicas hold each acknowledged seq exactly once
 	// (a chunk sent again after a close is deduplicated by its id).
 	js := repJetStream(t, srv.ClientURL())
-	repWaitDrained(t, js, 30*time.Second)
+	waitSettled(t, js, repStream, repConsumer, 30*time.Second)
 	seen := map[int]int{}
 	for _, p := range []string{"rep-ba", "rep-bb", "rep-bc"} {
 		seqs, _ := repReadLines(t, out, p)

@@ -184,7 +184,7 @@ func clNodeLoss(t *testing.T, urls []string, onConn bool, stop func(name string)
 	t.Logf("sluice logged %d warnings or errors; the last ones:\n%s", logs.lines(), logs.tail(6))
 
 	drainStart := time.Now()
-	clWaitDrained(t, js, stream, consumer, 90*time.Second)
+	waitSettled(t, js, stream, consumer, 90*time.Second)
 	t.Logf("sink consumer drained %v after the last ack (%v after the stop)",
 		time.Since(drainStart).Round(time.Millisecond), time.Since(stoppedAt).Round(time.Millisecond))
 
@@ -578,33 +578,24 @@ func clStartApp(t *testing.T, cfg *config.Config, logs *clLogBuffer) *app.App {
 	}
 }
 
-// clWaitDrained polls until the sink's consumer has nothing pending or
-// unacknowledged. Errors are retried: right after a node is lost the
-// consumer may have no leader for a moment.
-func clWaitDrained(t *testing.T, js jetstream.JetStream, stream, consumer string, timeout time.Duration) {
+// waitSettled polls until the sink's consumer has acknowledged everything
+// stored (queue.Settled). Errors are retried: right after a node is lost
+// the consumer may have no leader for a moment.
+func waitSettled(t *testing.T, js jetstream.JetStream, stream, consumer string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	var last string
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		info, err := func() (*jetstream.ConsumerInfo, error) {
-			c, err := js.Consumer(ctx, stream, consumer)
-			if err != nil {
-				return nil, err
-			}
-			return c.Info(ctx)
-		}()
+		ok, which, err := queue.Settled(ctx, js, stream, consumer)
 		cancel()
-		if err == nil {
-			if info.NumPending == 0 && info.NumAckPending == 0 {
-				return
-			}
-			last = fmt.Sprintf("pending %d, ack pending %d, redelivered %d", info.NumPending, info.NumAckPending, info.NumRedelivered)
-		} else {
-			last = err.Error()
+		if ok {
+			return
+		}
+		if err != nil {
+			which = err.Error()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consumer %s not drained within %v: %s", consumer, timeout, last)
+			t.Fatalf("consumer %s not settled within %v: %s", consumer, timeout, which)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -80,7 +80,7 @@ func TestReplicasShareConsumerAndSurviveKill9(t *testing.T) {
 	}
 	// Let it be written and acknowledged, so that the kill below cannot
 	// cause a redelivery of it (which would be a legitimate duplicate).
-	repWaitDrained(t, js, 30*time.Second)
+	waitSettled(t, js, repStream, repConsumer, 30*time.Second)
 
 	// Main traffic: one sender per replica with a real Forward client, with
 	// acks. The sender of A moves on to B when a Post to A fails (the record
@@ -247,7 +247,7 @@ func TestReplicasShareConsumerAndSurviveKill9(t *testing.T) {
 	}
 	sendDone := time.Now()
 
-	repWaitDrained(t, js, 60*time.Second)
+	waitSettled(t, js, repStream, repConsumer, 60*time.Second)
 	drained := time.Now()
 	ci, err := repConsumerInfo(js)
 	if err != nil {
@@ -605,27 +605,6 @@ func repConsumerInfo(js jetstream.JetStream) (*jetstream.ConsumerInfo, error) {
 		return nil, err
 	}
 	return c.Info(ctx)
-}
-
-// repWaitDrained polls until the sink's consumer has nothing pending and
-// nothing unacknowledged.
-func repWaitDrained(t *testing.T, js jetstream.JetStream, limit time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		info, err := repConsumerInfo(js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer %s not drained within %v: pending %d, ack pending %d, redelivered %d",
-				repConsumer, limit, info.NumPending, info.NumAckPending, info.NumRedelivered)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // repFileBytes is the size of the files of one replica's prefix in dir.

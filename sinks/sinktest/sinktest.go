@@ -129,19 +129,23 @@ func (e *env) runner(s sinks.Sink, edit func(*sinks.RunnerConfig)) *sinks.Runner
 	return r
 }
 
-// settle waits until the consumer has nothing pending or unacknowledged.
+// settle waits until the consumer has acknowledged everything stored
+// (queue.Settled).
 func (e *env) settle() { e.settleWithin(30 * time.Second) }
 
 func (e *env) settleWithin(d time.Duration) {
 	e.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		info := e.consumerInfo()
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		ok, which, err := queue.Settled(context.Background(), e.q.JetStream(), e.q.StreamName(), queue.ConsumerName("conf"))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("consumer not settled: %d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+			e.t.Fatalf("consumer not settled: %s", which)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -110,25 +110,21 @@ func waitLines(t testing.TB, dir string, n int) []map[string]any {
 	}
 }
 
-// waitDrained polls until the sink's consumer has nothing pending or unacked.
+// waitDrained polls until the sink's consumer has acknowledged everything
+// stored (queue.Settled).
 func waitDrained(t testing.TB, a *App, sink string) {
 	t.Helper()
-	js := a.Queue().JetStream()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := js.Consumer(context.Background(), a.Queue().StreamName(), queue.ConsumerName(sink))
+		ok, which, err := queue.Settled(context.Background(), a.Queue().JetStream(), a.Queue().StreamName(), queue.ConsumerName(sink))
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := c.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		if ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consumer %s not drained: pending %d, ack pending %d", sink, info.NumPending, info.NumAckPending)
+			t.Fatalf("consumer %s not drained: %s", sink, which)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
