@@ -65,13 +65,7 @@ func dialForward(t testing.TB, a *App) *forwardtest.Conn {
 
 func startApp(t testing.TB, cfg *config.Config, opts ...Option) *App {
 	t.Helper()
-	a := New(cfg, component.Settings{}, opts...)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return startAppWith(t, cfg, component.Settings{}, opts...)
 }
 
 // startAppLogging is startApp with the app's logs, from level up, kept in
@@ -79,13 +73,18 @@ func startApp(t testing.TB, cfg *config.Config, opts ...Option) *App {
 func startAppLogging(t testing.TB, cfg *config.Config, level slog.Level) (*App, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	a := New(cfg, component.Settings{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))})
+	return startAppWith(t, cfg, component.Settings{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))}), logs
+}
+
+func startAppWith(t testing.TB, cfg *config.Config, set component.Settings, opts ...Option) *App {
+	t.Helper()
+	a := New(cfg, set, opts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return a, logs
+	return a
 }
 
 func shutdown(t testing.TB, a *App) {
