@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -32,4 +33,30 @@ func Settled(ctx context.Context, js jetstream.JetStream, stream, consumer strin
 	}
 	return false, fmt.Sprintf("pending %d, ack pending %d, redelivered %d, acknowledged to %d of %d",
 		info.NumPending, info.NumAckPending, info.NumRedelivered, info.AckFloor.Stream, last), nil
+}
+
+// WaitSettled polls Settled until the consumer is settled or ctx ends, and
+// then says what was left. Errors are retried, and each poll has its own
+// few seconds: in a cluster that lost a node the consumer may have no
+// leader for a moment, and a request then may go unanswered.
+func WaitSettled(ctx context.Context, js jetstream.JetStream, stream, consumer string) error {
+	var last string
+	for {
+		poll, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, which, err := Settled(poll, js, stream, consumer)
+		cancel()
+		switch {
+		case ok:
+			return nil
+		case err == nil:
+			last = which
+		case ctx.Err() == nil:
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("queue: consumer %s not settled: %s", consumer, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

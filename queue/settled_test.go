@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,11 +67,20 @@ func TestSettled(t *testing.T) {
 	if ok, _ := settled(t, q, "s"); ok {
 		t.Fatal("settled with one message unacknowledged")
 	}
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	err = WaitSettled(short, q.JetStream(), q.StreamName(), ConsumerName("s"))
+	if err == nil || !strings.Contains(err.Error(), "ack pending 1,") {
+		t.Fatalf("WaitSettled with one message unacknowledged: %v", err)
+	}
 	if err := msgs[n-1].DoubleAck(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if ok, which := settled(t, q, "s"); !ok {
 		t.Fatalf("every message acknowledged: not settled: %s", which)
+	}
+	if err := WaitSettled(ctx, q.JetStream(), q.StreamName(), ConsumerName("s")); err != nil {
+		t.Fatal(err)
 	}
 	if _, _, err := Settled(ctx, q.JetStream(), q.StreamName(), ConsumerName("none")); err == nil {
 		t.Error("no error for a consumer that does not exist")

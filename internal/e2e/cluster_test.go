@@ -578,26 +578,15 @@ func clStartApp(t *testing.T, cfg *config.Config, logs *clLogBuffer) *app.App {
 	}
 }
 
-// waitSettled polls until the sink's consumer has acknowledged everything
-// stored (queue.Settled). Errors are retried: right after a node is lost
-// the consumer may have no leader for a moment.
+// waitSettled waits until the sink's consumer has acknowledged everything
+// stored (queue.WaitSettled, which retries while the consumer has no
+// leader).
 func waitSettled(t *testing.T, js jetstream.JetStream, stream, consumer string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		ok, which, err := queue.Settled(ctx, js, stream, consumer)
-		cancel()
-		if ok {
-			return
-		}
-		if err != nil {
-			which = err.Error()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer %s not settled within %v: %s", consumer, timeout, which)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := queue.WaitSettled(ctx, js, stream, consumer); err != nil {
+		t.Fatalf("within %v: %v", timeout, err)
 	}
 }
 

@@ -135,19 +135,10 @@ func (e *env) settle() { e.settleWithin(30 * time.Second) }
 
 func (e *env) settleWithin(d time.Duration) {
 	e.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, which, err := queue.Settled(context.Background(), e.q.JetStream(), e.q.StreamName(), queue.ConsumerName("conf"))
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("consumer not settled: %s", which)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := queue.WaitSettled(ctx, e.q.JetStream(), e.q.StreamName(), queue.ConsumerName("conf")); err != nil {
+		e.t.Fatal(err)
 	}
 }
 

@@ -109,23 +109,14 @@ func waitLines(t testing.TB, dir string, n int) []map[string]any {
 	}
 }
 
-// waitDrained polls until the sink's consumer has acknowledged everything
+// waitDrained waits until the sink's consumer has acknowledged everything
 // stored (queue.Settled).
 func waitDrained(t testing.TB, a *App, sink string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ok, which, err := queue.Settled(context.Background(), a.Queue().JetStream(), a.Queue().StreamName(), queue.ConsumerName(sink))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer %s not drained: %s", sink, which)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := queue.WaitSettled(ctx, a.Queue().JetStream(), a.Queue().StreamName(), queue.ConsumerName(sink)); err != nil {
+		t.Fatal(err)
 	}
 }
 
