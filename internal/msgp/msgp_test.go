@@ -577,3 +577,26 @@ func TestAppendRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSkip skips one Forward entry, [time, record], with a container
+// log line and a kubernetes map.
+func BenchmarkSkip(b *testing.B) {
+	entry, err := msgpack.Marshal([]any{int64(1700000000), map[string]any{
+		"log":    strings.Repeat("x", 180),
+		"stream": "stdout",
+		"kubernetes": map[string]any{
+			"pod_name":  "web-7d9f8c6b5-x2k4q",
+			"namespace": "shop",
+			"labels":    map[string]any{"app": "web", "tier": "frontend"},
+		},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(entry)))
+	for b.Loop() {
+		if n, err := msgp.Skip(entry, 0); n != len(entry) || err != nil {
+			b.Fatalf("Skip = %d, %v", n, err)
+		}
+	}
+}
