@@ -514,12 +514,28 @@ func appendSecond(dst []byte, sec int64) []byte {
 func appendFrac(dst []byte, ns int) []byte {
 	var frac [11]byte
 	frac[9], frac[10] = 'Z', '"'
-	for i := 8; i >= 0; i-- {
-		frac[i] = byte('0' + ns%10)
-		ns /= 10
+	// Two digits a division: every record's time passes here.
+	for i := 8; i > 0; i -= 2 {
+		q := ns / 100
+		d := 2 * (ns - 100*q)
+		frac[i-1], frac[i] = digitPairs[d], digitPairs[d+1]
+		ns = q
 	}
+	frac[0] = byte('0' + ns)
 	return append(dst, frac[:]...)
 }
+
+// digitPairs holds "00" to "99".
+const digitPairs = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"
 
 const hexDigits = "0123456789abcdef"
 

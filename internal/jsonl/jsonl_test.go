@@ -829,3 +829,19 @@ func BenchmarkEncoder(b *testing.B) {
 		}
 	}
 }
+
+// appendFrac writes the nine digits time.Format writes for the same
+// nanoseconds, at every digit's boundaries and at random.
+func TestAppendFrac(t *testing.T) {
+	ns := []int{0, 1, 9, 10, 99, 100, 999999999, 100000000, 123456789, 900000009}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 10000 {
+		ns = append(ns, rng.IntN(1e9))
+	}
+	for _, n := range ns {
+		want := time.Unix(0, int64(n)).UTC().Format(".000000000Z") + `"`
+		if got := string(appendFrac([]byte("."), n)); got != want {
+			t.Fatalf("appendFrac(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
