@@ -584,6 +584,17 @@ func appendString(dst, s []byte) []byte {
 			}
 			i += 8
 		}
+		if n := len(s) - i; n > 0 && n < 8 && cap(s)-i >= 8 {
+			// The tail, read as one word with the bytes that follow it in
+			// memory and masked to its own: short keys and values are most
+			// of a record's strings. The bytes past the tail cannot change
+			// the bits of the tail's, which come first.
+			m := specialBytes(binary.LittleEndian.Uint64(s[i : i+8])) // within cap(s)
+			if m &= 1<<(8*n) - 1; m == 0 {
+				break
+			}
+			i += bits.TrailingZeros64(m) >> 3
+		}
 		if i == len(s) {
 			break
 		}
