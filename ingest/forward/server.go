@@ -227,6 +227,8 @@ type Server struct {
 	// at the same moment, the rest wait for a slot with no buffer, instead
 	// of thousands each holding one while they wait for the CPU.
 	waking chan struct{}
+	// ackers runs the connections' ackers.
+	ackers *workers
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -243,8 +245,9 @@ func New(cfg Config, pub Publisher, set component.Settings) *Server {
 		ml = multiline.NewMetrics(set.Registerer)
 	}
 	return &Server{
-		ml:  ml,
-		cfg: cfg,
+		ackers: newWorkers(ackerIdle, hard.Done()),
+		ml:     ml,
+		cfg:    cfg,
 		limits: Limits{MaxChunkBytes: int(cfg.MaxChunkBytes), MaxDecompressedBytes: int(cfg.MaxDecompressedBytes),
 			MaxTagBytes: DefaultLimits.MaxTagBytes},
 		pub:        pub,
@@ -257,6 +260,10 @@ func New(cfg Config, pub Publisher, set component.Settings) *Server {
 		waking:     make(chan struct{}, wakingSlots()),
 	}
 }
+
+// ackerIdle is how long an acker's goroutine waits for another connection's
+// chunks before it ends.
+const ackerIdle = 2 * time.Second
 
 // wakingSlots is how many idle connections may wake into a read buffer at
 // once: enough to keep every CPU busy while others wait on locks or the
@@ -384,6 +391,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.hardCancel()
+		s.ackers.Wait()
 		return nil
 	case <-ctx.Done():
 		s.Close()
@@ -401,6 +409,7 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.ackers.Wait()
 }
 
 func (s *Server) stopAccepting() {
@@ -451,6 +460,8 @@ type conn struct {
 	// small is readSmall's buffer, for a connection that is not a plain
 	// socket (TLS); nil until then.
 	small []byte
+	// woke is set while readLoop holds a slot of s.waking.
+	woke bool
 
 	// batch gathers Message-mode events of one tag without a chunk id, which
 	// arrive one record at a time, into one chunk.
@@ -546,19 +557,10 @@ func (s *Server) Shed(n int, reason string) int {
 }
 
 func (c *conn) serve() {
-	s := c.s
-	defer func() {
-		if c.ageTimer != nil {
-			c.ageTimer.Stop()
-		}
-		c.nc.Close()
-		c.dec.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.m.conns.Dec()
-		s.wg.Done()
-	}()
+	// serve, readLoop and decodeAll keep small frames: every chunk's
+	// publish runs below them, and with them a connection's goroutine,
+	// one for each forwarder, fits a 4 KiB stack.
+	defer c.closed()
 	// Nothing is read as Forward events before the handshakes succeeded.
 	rest, ok := c.open()
 	if !ok {
@@ -568,12 +570,32 @@ func (c *conn) serve() {
 	err := c.readLoop(rest)
 	stopFlush()
 	c.ackers.Wait()
+	c.ended(err)
+}
+
+// closed releases what a connection holds once serve ends.
+func (c *conn) closed() {
+	s := c.s
+	if c.ageTimer != nil {
+		c.ageTimer.Stop()
+	}
+	c.nc.Close()
+	c.dec.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.m.conns.Dec()
+	s.wg.Done()
+}
+
+// ended counts and logs why readLoop returned.
+func (c *conn) ended(err error) {
 	var fe *Error
 	switch {
 	case errors.As(err, &fe):
-		s.m.rejected.WithLabelValues(fe.Reason).Inc()
+		c.s.m.rejected.WithLabelValues(fe.Reason).Inc()
 		c.log.Warn("closing connection: bad input", "reason", fe.Reason, "err", fe.Err)
-	case err != nil && !c.stopped.Load() && s.hard.Err() == nil:
+	case err != nil && !c.stopped.Load() && c.s.hard.Err() == nil:
 		c.log.Debug("connection ended", "err", err)
 	}
 }
@@ -589,12 +611,9 @@ func (c *conn) readLoop(initial []byte) error {
 	// size classes) for a big value and goes back to the pool, for a small
 	// one, once the sender pauses with little pending.
 	buf := append(c.getReadBuf(max(bufSize, len(initial))), initial...)
-	woke := false // holding a slot of s.waking
 	defer func() {
 		c.putReadBuf(buf)
-		if woke {
-			<-c.s.waking
-		}
+		c.leaveWaking()
 	}()
 	shortAt := 0      // bytes buffered when a value was last found incomplete
 	readFull := false // whether the last read filled all the free space
@@ -602,46 +621,17 @@ func (c *conn) readLoop(initial []byte) error {
 		// A large incomplete value is decoded again only once the buffer has
 		// doubled or the sender paused, so that a big chunk arriving in many
 		// reads is not walked once per read.
+		var err error
 		if shortAt == 0 || len(buf) >= 2*shortAt || !readFull {
-			start := 0
-			shortAt = 0
-			for start < len(buf) {
-				ev, n, err := c.dec.Decode(buf[start:])
-				if err == ErrShort {
-					if len(buf)-start > 64<<10 {
-						shortAt = len(buf) - start
-					}
-					break
-				}
-				if err != nil {
-					return err
-				}
-				if err := c.handle(&ev); err != nil {
-					return err
-				}
-				start += n
-			}
-			if err := c.flushBatch(); err != nil {
+			var start int
+			if start, shortAt, err = c.decodeAll(buf); err != nil {
 				return err
 			}
 			buf = buf[:copy(buf, buf[start:])]
 		}
-		if woke {
-			<-c.s.waking
-			woke = false
-		}
-		switch limit := min(cap(buf), maxBuf); {
-		case len(buf) == limit:
-			if limit >= maxBuf {
-				return reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
-			}
-			nb := append(c.getReadBuf(min(2*cap(buf), maxBuf)), buf...)
-			c.putReadBuf(buf)
-			buf = nb
-		case cap(buf) > bufSize && len(buf) < bufSize && !readFull:
-			nb := append(c.getReadBuf(bufSize), buf...)
-			c.putReadBuf(buf)
-			buf = nb
+		c.leaveWaking()
+		if buf, err = c.fit(buf, readFull, bufSize, maxBuf); err != nil {
+			return err
 		}
 		c.gate.Lock()
 		//lint:ignore SA2001 waiting for the acker to release the gate is the point
@@ -649,62 +639,117 @@ func (c *conn) readLoop(initial []byte) error {
 		if c.stopped.Load() {
 			return nil
 		}
-		var n int
-		var err error
-		waited := false
-		if len(buf) == 0 && !readFull {
-			// Nothing pending and the sender paused: wait for its next
-			// bytes with the buffer back in the pool.
-			size := min(cap(buf), maxBuf)
-			c.putReadBuf(buf)
-			wake := func() []byte {
-				select {
-				case c.s.waking <- struct{}{}:
-					woke = true
-					return c.getReadBuf(size)
-				case <-c.s.hard.Done():
-					return nil
-				}
-			}
-			var nb []byte
-			nb, n, err, waited = readWhenReady(c.nc, maxBuf, wake)
-			if nb != nil {
-				readFull = n == min(cap(nb), maxBuf)
-			} else if !waited {
-				// Not a socket (TLS): wait in a read into the connection's
-				// small buffer instead.
-				nb, n, readFull, err = c.readSmall(wake)
-				waited = true
-			}
-			if nb != nil {
-				buf = nb[:n]
-			} else {
-				buf = c.getReadBuf(size) // for the error, or a read of nothing
-			}
-		}
-		if !waited {
-			limit := min(cap(buf), maxBuf)
-			free := limit - len(buf)
-			n, err = c.nc.Read(buf[len(buf):limit])
-			buf = buf[:len(buf)+n]
-			readFull = n == free
-		}
-		if err != nil {
-			if c.stopped.Load() {
-				return nil
-			}
-			if errors.Is(err, io.EOF) && len(buf) > 0 {
-				if _, _, derr := c.dec.Decode(buf); derr != nil && derr != ErrShort {
-					return derr
-				}
-				return reject(ReasonTruncated, "connection closed inside a value (%d bytes pending)", len(buf))
-			}
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil
-			}
-			return err
+		if buf, readFull, err = c.fill(buf, readFull, maxBuf); err != nil {
+			return c.readFailed(buf, err)
 		}
 	}
+}
+
+// leaveWaking gives back the slot of s.waking that the last wake-up took.
+func (c *conn) leaveWaking() {
+	if c.woke {
+		<-c.s.waking
+		c.woke = false
+	}
+}
+
+// fit makes room in buf for the next read: a buffer twice the size when
+// buf is full (up to maxBuf, past which the value is too large), and one of
+// bufSize again once a big value is done and the sender paused.
+func (c *conn) fit(buf []byte, readFull bool, bufSize, maxBuf int) ([]byte, error) {
+	switch limit := min(cap(buf), maxBuf); {
+	case len(buf) == limit:
+		if limit >= maxBuf {
+			return buf, reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
+		}
+		nb := append(c.getReadBuf(min(2*cap(buf), maxBuf)), buf...)
+		c.putReadBuf(buf)
+		return nb, nil
+	case cap(buf) > bufSize && len(buf) < bufSize && !readFull:
+		nb := append(c.getReadBuf(bufSize), buf...)
+		c.putReadBuf(buf)
+		return nb, nil
+	}
+	return buf, nil
+}
+
+// fill reads the sender's next bytes into buf (up to maxBuf bytes in all)
+// and returns buf with them and whether the read filled all the free space.
+// With nothing pending and a sender that paused, it waits for them with the
+// buffer back in the pool, and takes one of the same size when they come.
+func (c *conn) fill(buf []byte, readFull bool, maxBuf int) ([]byte, bool, error) {
+	if len(buf) > 0 || readFull {
+		limit := min(cap(buf), maxBuf)
+		free := limit - len(buf)
+		n, err := c.nc.Read(buf[len(buf):limit])
+		return buf[:len(buf)+n], n == free, err
+	}
+	size := min(cap(buf), maxBuf)
+	c.putReadBuf(buf)
+	wake := func() []byte {
+		select {
+		case c.s.waking <- struct{}{}:
+			c.woke = true
+			return c.getReadBuf(size)
+		case <-c.s.hard.Done():
+			return nil
+		}
+	}
+	full := false
+	nb, n, err, ok := readWhenReady(c.nc, maxBuf, wake)
+	if !ok {
+		// Not a socket (TLS): wait in a read into the connection's small
+		// buffer instead.
+		nb, n, full, err = c.readSmall(wake)
+	} else if nb != nil {
+		full = n == min(cap(nb), maxBuf)
+	}
+	if nb == nil {
+		return c.getReadBuf(size), false, err // for the error, or a read of nothing
+	}
+	return nb[:n], full, err
+}
+
+// readFailed says what a failed read means: nil for a stop, or for a sender
+// that closed between values; an *Error for one that closed inside a value.
+func (c *conn) readFailed(buf []byte, err error) error {
+	if c.stopped.Load() {
+		return nil
+	}
+	if errors.Is(err, io.EOF) && len(buf) > 0 {
+		if _, _, derr := c.dec.Decode(buf); derr != nil && derr != ErrShort {
+			return derr
+		}
+		return reject(ReasonTruncated, "connection closed inside a value (%d bytes pending)", len(buf))
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+// decodeAll decodes and handles the complete values at the start of buf. It
+// returns the bytes they took and, when what follows is an incomplete value
+// above 64 KiB, that value's length so far (else 0). It is a function of its
+// own to keep readLoop's frame small (see serve).
+func (c *conn) decodeAll(buf []byte) (start, shortAt int, err error) {
+	for start < len(buf) {
+		ev, n, err := c.dec.Decode(buf[start:])
+		if err == ErrShort {
+			if len(buf)-start > 64<<10 {
+				shortAt = len(buf) - start
+			}
+			break
+		}
+		if err != nil {
+			return start, 0, err
+		}
+		if err := c.handle(&ev); err != nil {
+			return start, 0, err
+		}
+		start += n
+	}
+	return start, shortAt, c.flushBatch()
 }
 
 // smallReadBytes is the buffer a connection that is not a plain socket
@@ -938,7 +983,7 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	if !c.acking {
 		c.acking = true
 		c.ackers.Add(1)
-		go c.ackLoop()
+		c.s.ackers.Go(c.ackLoop)
 	}
 	c.ackMu.Unlock()
 	return nil
