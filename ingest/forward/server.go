@@ -227,8 +227,8 @@ type Server struct {
 	// at the same moment, the rest wait for a slot with no buffer, instead
 	// of thousands each holding one while they wait for the CPU.
 	waking chan struct{}
-	// ackers runs the connections' ackers.
-	ackers *workers
+	// ackWorkers runs the connections' ackers (ackLoop).
+	ackWorkers *workers
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{}
@@ -245,9 +245,9 @@ func New(cfg Config, pub Publisher, set component.Settings) *Server {
 		ml = multiline.NewMetrics(set.Registerer)
 	}
 	return &Server{
-		ackers: newWorkers(ackerIdle, hard.Done()),
-		ml:     ml,
-		cfg:    cfg,
+		ackWorkers: newWorkers(ackerIdle, hard.Done()),
+		ml:         ml,
+		cfg:        cfg,
 		limits: Limits{MaxChunkBytes: int(cfg.MaxChunkBytes), MaxDecompressedBytes: int(cfg.MaxDecompressedBytes),
 			MaxTagBytes: DefaultLimits.MaxTagBytes},
 		pub:        pub,
@@ -391,7 +391,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.hardCancel()
-		s.ackers.Wait()
+		s.ackWorkers.Wait()
 		return nil
 	case <-ctx.Done():
 		s.Close()
@@ -409,7 +409,7 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	s.ackers.Wait()
+	s.ackWorkers.Wait()
 }
 
 func (s *Server) stopAccepting() {
@@ -983,7 +983,7 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	if !c.acking {
 		c.acking = true
 		c.ackers.Add(1)
-		c.s.ackers.Go(c.ackLoop)
+		c.s.ackWorkers.Go(c.ackLoop)
 	}
 	c.ackMu.Unlock()
 	return nil
