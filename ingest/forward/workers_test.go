@@ -54,13 +54,7 @@ func TestWorkersRunEveryFunctionAndEnd(t *testing.T) {
 	}
 	callers.Wait()
 	close(done)
-	ended := make(chan struct{})
-	go func() { w.Wait(); close(ended) }()
-	select {
-	case <-ended:
-	case <-time.After(10 * time.Second):
-		t.Fatal("workers still running 10 s after done was closed")
-	}
+	waitEnded(t, w, "workers still running 10 s after done was closed")
 	if got := runs.Load(); got != 2000 {
 		t.Fatalf("%d runs, want 2000", got)
 	}
@@ -74,11 +68,17 @@ func TestWorkersEndWhenIdle(t *testing.T) {
 	ran := make(chan struct{})
 	w.Go(func() { close(ran) })
 	<-ran
+	waitEnded(t, w, "an idle worker still running 10 s after its 10 ms idle time")
+}
+
+// waitEnded fails with msg unless every worker of w ends within 10 s.
+func waitEnded(t *testing.T, w *workers, msg string) {
+	t.Helper()
 	ended := make(chan struct{})
 	go func() { w.Wait(); close(ended) }()
 	select {
 	case <-ended:
 	case <-time.After(10 * time.Second):
-		t.Fatal("an idle worker still running 10 s after its 10 ms idle time")
+		t.Fatal(msg)
 	}
 }
