@@ -108,9 +108,12 @@ type BenchRow struct {
 	// peer's null output): Lost, Dups and EndToEnd then mean nothing.
 	Verified   bool
 	Lost, Dups int
-	// Runs of the scenario, and their slowest and fastest acked rates.
+	// Runs of the scenario, and the lowest and highest of each figure
+	// over them.
 	Runs               int
 	AckedMin, AckedMax float64
+	CPUMin, CPUMax     time.Duration
+	RSSMin, RSSMax     int64
 	// Cluster holds the cluster scenario's own figures.
 	Cluster *ClusterFigures
 }
@@ -139,8 +142,9 @@ type BenchOptions struct {
 // (o.FluentBit), each run of a Forward scenario runs the peer right after
 // sluice on the same records, so that the two meet the same machine. Each
 // scenario runs o.Count times (a shared machine's speed varies from run to
-// run); its row is the run with the median acked rate, with the slowest and
-// fastest acked rates beside it, and the losses of all runs.
+// run); its row gives each figure its own median over the runs (see
+// medianRow), the ranges of the acked rate, the CPU and the peak RSS, and
+// the losses of all runs.
 func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOptions) ([]BenchRow, error) {
 	sluice, err := filepath.Abs(sluice) // it runs in its own directory
 	if err != nil {
@@ -197,19 +201,37 @@ func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOpti
 	return rows, nil
 }
 
-// medianRow is the run with the median acked rate, with the range and
-// the losses of all runs.
+// medianRow gives each figure of the runs its own median (the middle run
+// for that figure, not the run in the middle by acked rate), with the range
+// of the acked rate, the CPU and the peak RSS, and the losses of all runs.
 func medianRow(runs []BenchRow) BenchRow {
-	slices.SortFunc(runs, func(a, b BenchRow) int { return cmp.Compare(a.AckedPerSec, b.AckedPerSec) })
-	row := runs[len(runs)/2]
+	// The rest (the cluster scenario's figures) come from the run in the
+	// middle by acked rate.
+	byAcked := slices.Clone(runs)
+	slices.SortFunc(byAcked, func(a, b BenchRow) int { return cmp.Compare(a.AckedPerSec, b.AckedPerSec) })
+	row := byAcked[len(byAcked)/2]
 	row.Runs = len(runs)
-	row.AckedMin, row.AckedMax = runs[0].AckedPerSec, runs[len(runs)-1].AckedPerSec
+	row.AckedPerSec, row.AckedMin, row.AckedMax = median(runs, func(r BenchRow) float64 { return r.AckedPerSec })
+	row.EndToEnd, _, _ = median(runs, func(r BenchRow) float64 { return r.EndToEnd })
+	row.CPUPerRecord, row.CPUMin, row.CPUMax = median(runs, func(r BenchRow) time.Duration { return r.CPUPerRecord })
+	row.PeakRSS, row.RSSMin, row.RSSMax = median(runs, func(r BenchRow) int64 { return r.PeakRSS })
 	row.Lost, row.Dups = 0, 0
 	for _, r := range runs {
 		row.Lost += r.Lost
 		row.Dups += r.Dups
 	}
 	return row
+}
+
+// median returns the middle of the runs' values of f (the upper middle of
+// an even count), the lowest and the highest.
+func median[T cmp.Ordered](runs []BenchRow, f func(BenchRow) T) (mid, lo, hi T) {
+	v := make([]T, len(runs))
+	for i, r := range runs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2], v[0], v[len(v)-1]
 }
 
 func freePort() (int, error) {
@@ -442,16 +464,18 @@ func peakRSS(pid int) (int64, error) {
 // and, where a peer ran, the ratios of sluice to it.
 func PrintBench(w io.Writer, rows []BenchRow) {
 	fmt.Fprintf(w, "\nmachine: %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
-	fmt.Fprintln(w, "| scenario | aggregator | records | bytes/record | acked records/s | acked range (runs) | end-to-end records/s | CPU µs/record | peak RSS MiB | lost | dup |")
+	fmt.Fprintln(w, "| scenario | aggregator | records | bytes/record | acked records/s | acked range (runs) | end-to-end records/s | CPU µs/record (range) | peak RSS MiB (range) | lost | dup |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		e2e, lost, dup := "–", "–", "–"
 		if r.Verified {
 			e2e, lost, dup = fmt.Sprintf("%.0f", r.EndToEnd), strconv.Itoa(r.Lost), strconv.Itoa(r.Dups)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.0f–%.0f (%d) | %s | %.2f | %.0f | %s | %s |\n", r.Name, r.Aggregator, r.Records, r.RecordBytes, r.AckedPerSec,
+		us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+		mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.0f–%.0f (%d) | %s | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %s | %s |\n", r.Name, r.Aggregator, r.Records, r.RecordBytes, r.AckedPerSec,
 			r.AckedMin, r.AckedMax, r.Runs, e2e,
-			float64(r.CPUPerRecord.Nanoseconds())/1000, float64(r.PeakRSS)/(1<<20), lost, dup)
+			us(r.CPUPerRecord), us(r.CPUMin), us(r.CPUMax), mib(r.PeakRSS), mib(r.RSSMin), mib(r.RSSMax), lost, dup)
 	}
 	var cmp []string
 	for i, r := range rows {

@@ -299,16 +299,24 @@ func TestWorkloadShapes(t *testing.T) {
 	}
 }
 
-// A bench row is the median run by acked rate, with the range and every
+// A bench row gives each figure its own median over the runs, not the
+// figures of the run with the median acked rate, with the ranges and every
 // run's losses.
 func TestMedianRow(t *testing.T) {
 	row := medianRow([]BenchRow{
-		{AckedPerSec: 900, EndToEnd: 9, Lost: 1},
-		{AckedPerSec: 700, EndToEnd: 7},
-		{AckedPerSec: 800, EndToEnd: 8, Dups: 2},
+		{AckedPerSec: 900, EndToEnd: 6, CPUPerRecord: 1200, PeakRSS: 140, Lost: 1},
+		{AckedPerSec: 700, EndToEnd: 9, CPUPerRecord: 1500, PeakRSS: 120},
+		{AckedPerSec: 800, EndToEnd: 7, CPUPerRecord: 1100, PeakRSS: 150, Dups: 2},
 	})
-	if row.AckedPerSec != 800 || row.EndToEnd != 8 || row.AckedMin != 700 || row.AckedMax != 900 || row.Runs != 3 || row.Lost != 1 || row.Dups != 2 {
-		t.Errorf("%+v", row)
+	want := BenchRow{
+		AckedPerSec: 800, AckedMin: 700, AckedMax: 900,
+		EndToEnd:     7,
+		CPUPerRecord: 1200, CPUMin: 1100, CPUMax: 1500,
+		PeakRSS: 140, RSSMin: 120, RSSMax: 150,
+		Runs: 3, Lost: 1, Dups: 2,
+	}
+	if row != want {
+		t.Errorf("got  %+v\nwant %+v", row, want)
 	}
 }
 
@@ -385,7 +393,7 @@ func TestPrintBenchRatios(t *testing.T) {
 	rows := []BenchRow{
 		{Name: "a", Aggregator: "sluice", AckedPerSec: 900, EndToEnd: 600, CPUPerRecord: 1500, PeakRSS: 150 << 20, Verified: true, Runs: 1},
 		{Name: "a", Aggregator: "fluent-bit, out_file", AckedPerSec: 600, EndToEnd: 200, CPUPerRecord: 3000, PeakRSS: 100 << 20, Verified: true, Runs: 1},
-		{Name: "a", Aggregator: "fluent-bit, out null", AckedPerSec: 450, CPUPerRecord: 1000, PeakRSS: 300 << 20, Runs: 1},
+		{Name: "a", Aggregator: "fluent-bit, out null", AckedPerSec: 450, CPUPerRecord: 1000, CPUMin: 900, CPUMax: 1250, PeakRSS: 300 << 20, RSSMin: 250 << 20, RSSMax: 310 << 20, Runs: 3},
 		{Name: "b", Aggregator: "sluice", AckedPerSec: 100, EndToEnd: 100, CPUPerRecord: 1000, PeakRSS: 1 << 20, Verified: true, Runs: 1},
 	}
 	var out strings.Builder
@@ -393,7 +401,7 @@ func TestPrintBenchRatios(t *testing.T) {
 	for _, want := range []string{
 		"| a | fluent-bit, out_file | 1.50 | 3.00 | 0.50 | 1.50 |",
 		"| a | fluent-bit, out null | 2.00 | – | 1.50 | 0.50 |",
-		"| a | fluent-bit, out null | 0 | 0 | 450 | 0–0 (1) | – | 1.00 | 300 | – | – |",
+		"| a | fluent-bit, out null | 0 | 0 | 450 | 0–0 (3) | – | 1.00 (0.90–1.25) | 300 (250–310) | – | – |",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no line %q in\n%s", want, out.String())
