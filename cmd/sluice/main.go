@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/memlimit"
+	"github.com/sluicelog/sluice/internal/procs"
 )
 
 func main() {
@@ -74,6 +76,11 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if max := runtime.GOMAXPROCS(0); *cfg.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" && max > 1 {
+		go procs.Run(ctx, procs.DefaultPolicy(max), procs.CPUTime, func(n int) {
+			log.Debug("scheduler procs", "gomaxprocs", n)
+		})
+	}
 	a := app.New(cfg, component.Settings{Logger: log})
 	if err := a.Start(ctx); err != nil {
 		log.Error("start failed", "err", err)

@@ -57,6 +57,10 @@ type Config struct {
 	// is set to 90% of it. 0 takes the container's cgroup limit; the
 	// GOMEMLIMIT environment variable overrides both.
 	MemoryLimit units.ByteSize `yaml:"memory_limit"`
+	// AdaptiveProcs runs the Go scheduler on one P while sluice uses less
+	// than most of one core, and on all of them above that (the default;
+	// internal/procs). The GOMAXPROCS environment variable turns it off.
+	AdaptiveProcs *bool `yaml:"adaptive_procs"`
 }
 
 // HTTPConfig is HTTP ingest: on its own port and under /v1/ingest/ on the
@@ -230,6 +234,10 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
+	}
+	if c.AdaptiveProcs == nil {
+		on := true
+		c.AdaptiveProcs = &on
 	}
 	c.NATS.SetDefaults()
 	c.Forward.SetDefaults()

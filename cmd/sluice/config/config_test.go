@@ -44,6 +44,12 @@ func TestDefaultsMatchTheEmbeddedSetup(t *testing.T) {
 	if c.NATS.Stream.MaxBytes != 10<<30 || c.ShutdownTimeout != 30*time.Second || c.Log.Format != "text" {
 		t.Errorf("defaults %+v", c)
 	}
+	if c.AdaptiveProcs == nil || !*c.AdaptiveProcs {
+		t.Errorf("adaptive_procs is not on by default")
+	}
+	if c, err = Parse([]byte("adaptive_procs: false\n"), env(nil)); err != nil || *c.AdaptiveProcs {
+		t.Errorf("adaptive_procs: false gave %v, %v", c.AdaptiveProcs, err)
+	}
 }
 
 func TestParseExpandsEnvironment(t *testing.T) {
