@@ -55,7 +55,9 @@ type Controller struct {
 	samples []sample // since the last change, at most LowerWindow's worth
 }
 
-// NewController starts on all Ps.
+// NewController starts on every P: a process that has just started may
+// meet a storm of forwarders reconnecting (a rollout), and it goes to one
+// P after LowerWindow if it does not.
 func NewController(p Policy) *Controller {
 	return &Controller{p: p, procs: p.Max}
 }
@@ -109,18 +111,18 @@ func (c *Controller) change(procs int) {
 // cpuTime is the process's CPU time so far (user and system); onChange,
 // if not nil, is told each change.
 func Run(ctx context.Context, p Policy, cpuTime func() (time.Duration, error), onChange func(procs int)) {
+	lastCPU, err := cpuTime()
+	if err != nil || p.Max <= 1 {
+		return
+	}
 	c := NewController(p)
-	t := time.NewTicker(p.Interval)
-	defer t.Stop()
 	defer func() {
 		if c.Procs() != p.Max {
 			runtime.GOMAXPROCS(p.Max)
 		}
 	}()
-	lastCPU, err := cpuTime()
-	if err != nil {
-		return
-	}
+	t := time.NewTicker(p.Interval)
+	defer t.Stop()
 	lastWall := time.Now()
 	for {
 		select {
