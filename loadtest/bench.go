@@ -205,13 +205,14 @@ func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOpti
 // for that figure, not the run in the middle by acked rate), with the range
 // of the acked rate, the CPU and the peak RSS, and the losses of all runs.
 func medianRow(runs []BenchRow) BenchRow {
-	// The rest (the cluster scenario's figures) come from the run in the
-	// middle by acked rate.
+	// The row starts as the run in the middle by acked rate: its acked
+	// rate is the median, and the rest (the cluster scenario's figures)
+	// come from it.
 	byAcked := slices.Clone(runs)
 	slices.SortFunc(byAcked, func(a, b BenchRow) int { return cmp.Compare(a.AckedPerSec, b.AckedPerSec) })
 	row := byAcked[len(byAcked)/2]
 	row.Runs = len(runs)
-	row.AckedPerSec, row.AckedMin, row.AckedMax = median(runs, func(r BenchRow) float64 { return r.AckedPerSec })
+	row.AckedMin, row.AckedMax = byAcked[0].AckedPerSec, byAcked[len(byAcked)-1].AckedPerSec
 	row.EndToEnd, _, _ = median(runs, func(r BenchRow) float64 { return r.EndToEnd })
 	row.CPUPerRecord, row.CPUMin, row.CPUMax = median(runs, func(r BenchRow) time.Duration { return r.CPUPerRecord })
 	row.PeakRSS, row.RSSMin, row.RSSMax = median(runs, func(r BenchRow) int64 { return r.PeakRSS })
@@ -466,13 +467,13 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 	fmt.Fprintf(w, "\nmachine: %s/%s, %d CPUs, %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel())
 	fmt.Fprintln(w, "| scenario | aggregator | records | bytes/record | acked records/s | acked range (runs) | end-to-end records/s | CPU µs/record (range) | peak RSS MiB (range) | lost | dup |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	for _, r := range rows {
 		e2e, lost, dup := "–", "–", "–"
 		if r.Verified {
 			e2e, lost, dup = fmt.Sprintf("%.0f", r.EndToEnd), strconv.Itoa(r.Lost), strconv.Itoa(r.Dups)
 		}
-		us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
-		mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 		fmt.Fprintf(w, "| %s | %s | %d | %.0f | %.0f | %.0f–%.0f (%d) | %s | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %s | %s |\n", r.Name, r.Aggregator, r.Records, r.RecordBytes, r.AckedPerSec,
 			r.AckedMin, r.AckedMax, r.Runs, e2e,
 			us(r.CPUPerRecord), us(r.CPUMin), us(r.CPUMax), mib(r.PeakRSS), mib(r.RSSMin), mib(r.RSSMax), lost, dup)
