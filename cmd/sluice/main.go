@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -76,10 +75,8 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if max := runtime.GOMAXPROCS(0); *cfg.AdaptiveProcs && os.Getenv("GOMAXPROCS") == "" && max > 1 {
-		go procs.Run(ctx, procs.DefaultPolicy(max), procs.CPUTime, func(n int) {
-			log.Debug("scheduler procs", "gomaxprocs", n)
-		})
+	if *cfg.AdaptiveProcs {
+		go procs.Adapt(ctx, func(n int) { log.Debug("scheduler procs", "gomaxprocs", n) })
 	}
 	a := app.New(cfg, component.Settings{Logger: log})
 	if err := a.Start(ctx); err != nil {

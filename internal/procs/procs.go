@@ -14,6 +14,7 @@ package procs
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"time"
 )
@@ -104,6 +105,16 @@ func (c *Controller) mean(window time.Duration) (cores float64, full bool) {
 func (c *Controller) change(procs int) {
 	c.procs = procs
 	c.samples = c.samples[:0]
+}
+
+// Adapt runs the controller with DefaultPolicy over the runtime's
+// GOMAXPROCS until ctx ends. It leaves GOMAXPROCS alone when the
+// environment variable set it, and with one P there is nothing to adapt.
+func Adapt(ctx context.Context, onChange func(procs int)) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	Run(ctx, DefaultPolicy(runtime.GOMAXPROCS(0)), CPUTime, onChange)
 }
 
 // Run samples the process's CPU time every interval and sets GOMAXPROCS
