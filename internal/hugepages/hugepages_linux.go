@@ -1,0 +1,46 @@
+package hugepages
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// modeFile is where Linux says its transparent huge page mode.
+const modeFile = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+// Reserve advises a range of the Go heap as Plan decides, given the Go
+// soft memory limit (0: none). It returns the range advised (empty when
+// there was nothing to do, with the reason) and any error; on error the
+// heap is as it was, with no advice. Call it once, early, before the heap
+// has grown: the range comes from memory the runtime maps for it.
+func Reserve(limit int64) (start uintptr, bytes int64, why string, err error) {
+	mode, _ := os.ReadFile(modeFile)
+	if bytes, why = Plan(string(mode), os.Getenv("GODEBUG"), limit); bytes == 0 {
+		return 0, 0, why, nil
+	}
+	// The runtime throws, which cannot be recovered, when it cannot map
+	// the heap it needs: try the mapping first (a container's address
+	// space or commit limit may refuse it).
+	probe, err := unix.Mmap(-1, 0, int(bytes), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("hugepages: mapping %d MiB: %w", bytes>>20, err)
+	}
+	if err := unix.Munmap(probe); err != nil {
+		return 0, 0, "", fmt.Errorf("hugepages: %w", err)
+	}
+	b := make([]byte, bytes)
+	start = uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	err = unix.Madvise(b, unix.MADV_HUGEPAGE)
+	// b is not used again: collect the range and give its pages back to
+	// the system untouched, so that it counts neither against the memory
+	// limit nor in RSS.
+	debug.FreeOSMemory()
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("hugepages: madvise: %w", err)
+	}
+	return start, bytes, "", nil
+}
