@@ -25,6 +25,7 @@ import (
 	"github.com/sluicelog/sluice/cmd/sluice/app"
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/hugepages"
 	"github.com/sluicelog/sluice/internal/memlimit"
 	"github.com/sluicelog/sluice/internal/procs"
 )
@@ -66,11 +67,22 @@ func run() int {
 		return 2
 	}
 	log := app.NewLogger(cfg.Log, os.Stderr)
-	switch limit, src, err := memlimit.Apply(int64(cfg.MemoryLimit)); {
+	limit, src, err := memlimit.Apply(int64(cfg.MemoryLimit))
+	switch {
 	case err != nil:
 		log.Warn("memory limit not set", "err", err)
 	case src != memlimit.FromNothing:
 		log.Info("memory limit", "go_soft_limit_bytes", limit, "from", string(src))
+	}
+	if *cfg.HugePages {
+		switch _, n, why, err := hugepages.Reserve(limit); {
+		case err != nil:
+			log.Warn("heap not advised for huge pages", "err", err)
+		case n > 0:
+			log.Info("heap advised for huge pages", "bytes", n)
+		default:
+			log.Debug("heap not advised for huge pages", "why", why)
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -61,6 +61,10 @@ type Config struct {
 	// than most of one core, and on all of them above that (the default;
 	// internal/procs). The GOMAXPROCS environment variable turns it off.
 	AdaptiveProcs *bool `yaml:"adaptive_procs"`
+	// HugePages asks Linux to back the Go heap with transparent huge pages
+	// when its mode is madvise (the default; internal/hugepages): on a VM a
+	// page fault per 4 KiB page was a tenth of sluice's CPU.
+	HugePages *bool `yaml:"huge_pages"`
 }
 
 // HTTPConfig is HTTP ingest: on its own port and under /v1/ingest/ on the
@@ -238,6 +242,10 @@ func (c *Config) SetDefaults() {
 	if c.AdaptiveProcs == nil {
 		on := true
 		c.AdaptiveProcs = &on
+	}
+	if c.HugePages == nil {
+		on := true
+		c.HugePages = &on
 	}
 	c.NATS.SetDefaults()
 	c.Forward.SetDefaults()

@@ -47,8 +47,14 @@ func TestDefaultsMatchTheEmbeddedSetup(t *testing.T) {
 	if c.AdaptiveProcs == nil || !*c.AdaptiveProcs {
 		t.Errorf("adaptive_procs is not on by default")
 	}
+	if c.HugePages == nil || !*c.HugePages {
+		t.Errorf("huge_pages is not on by default")
+	}
 	if c, err = Parse([]byte("adaptive_procs: false\n"), env(nil)); err != nil || *c.AdaptiveProcs {
 		t.Errorf("adaptive_procs: false gave %v, %v", c.AdaptiveProcs, err)
+	}
+	if c, err = Parse([]byte("huge_pages: false\n"), env(nil)); err != nil || *c.HugePages {
+		t.Errorf("huge_pages: false gave %v, %v", c.HugePages, err)
 	}
 }
 
