@@ -32,15 +32,21 @@ func Reserve(limit int64) (start uintptr, bytes int64, why string, err error) {
 	if err := unix.Munmap(probe); err != nil {
 		return 0, 0, "", fmt.Errorf("hugepages: %w", err)
 	}
-	b := make([]byte, bytes)
-	start = uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	err = unix.Madvise(b, unix.MADV_HUGEPAGE)
-	// b is not used again: collect the range and give its pages back to
-	// the system untouched, so that it counts neither against the memory
-	// limit nor in RSS.
+	start, err = advise(bytes)
+	// Collect the range and give its pages back to the system untouched,
+	// so that it counts neither against the memory limit nor in RSS.
 	debug.FreeOSMemory()
 	if err != nil {
 		return 0, 0, "", fmt.Errorf("hugepages: madvise: %w", err)
 	}
 	return start, bytes, "", nil
+}
+
+// advise has the runtime map n bytes of heap (fresh memory, which it does
+// not clear) and advises them; nothing refers to them once it returns.
+//
+//go:noinline
+func advise(n int64) (uintptr, error) {
+	b := make([]byte, n)
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b))), unix.Madvise(b, unix.MADV_HUGEPAGE)
 }
