@@ -26,8 +26,8 @@ import (
 // heap.
 const DefaultBytes = 1 << 30
 
-// minBytes is the smallest range worth advising: the runtime's first heap
-// arena covers less than this without help.
+// minBytes is the least range advised, for a memory limit below it: a busy
+// sluice's heap is larger than that.
 const minBytes = 64 << 20
 
 // Plan decides how many bytes of heap to advise. mode is the content of
