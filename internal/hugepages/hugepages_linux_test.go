@@ -1,10 +1,7 @@
 package hugepages
 
 import (
-	"bufio"
-	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"unsafe"
 )
@@ -28,56 +25,30 @@ func TestReserveBacksTheHeapWithHugePages(t *testing.T) {
 	for i := 0; i < len(x); i += 4096 {
 		x[i] = 1
 	}
-	flags, huge, err := mapping(at)
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(flags, " hg") {
-		t.Errorf("the mapping holding the allocation is not advised for huge pages: VmFlags:%s", flags)
+	defer f.Close()
+	maps, err := ReadSmaps(f)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if huge == 0 {
-		t.Errorf("AnonHugePages: 0 kB in the mapping holding 8 MiB touched")
+	var m *Mapping
+	for i := range maps {
+		if maps[i].Start <= at && at < maps[i].End {
+			m = &maps[i]
+		}
+	}
+	switch {
+	case m == nil:
+		t.Fatalf("no mapping holds %#x in /proc/self/smaps", at)
+	case !m.Advised:
+		t.Errorf("the mapping holding the allocation is not advised for huge pages: %+v", *m)
+	case m.AnonHugeKB == 0:
+		t.Errorf("AnonHugePages: 0 kB in the mapping holding 8 MiB touched: %+v", *m)
 	}
 	if x[len(x)-4096] != 1 {
 		t.Fatal("lost a write") // keeps x alive
 	}
-}
-
-// mapping reads /proc/self/smaps for the mapping holding addr: its VmFlags
-// and its AnonHugePages in kB.
-func mapping(addr uintptr) (flags string, hugeKB int64, err error) {
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	in := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		var lo, hi uintptr
-		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 {
-			if in {
-				break
-			}
-			in = lo <= addr && addr < hi
-			continue
-		}
-		if !in {
-			continue
-		}
-		if rest, ok := strings.CutPrefix(line, "AnonHugePages:"); ok {
-			fmt.Sscanf(strings.TrimSpace(rest), "%d", &hugeKB)
-		}
-		if rest, ok := strings.CutPrefix(line, "VmFlags:"); ok {
-			flags = rest + " "
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", 0, err
-	}
-	if flags == "" {
-		return "", 0, fmt.Errorf("no mapping holds %#x in /proc/self/smaps", addr)
-	}
-	return flags, hugeKB, nil
 }

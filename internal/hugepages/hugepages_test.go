@@ -1,6 +1,10 @@
 package hugepages
 
-import "testing"
+import (
+	"slices"
+	"strings"
+	"testing"
+)
 
 func TestPlan(t *testing.T) {
 	for _, c := range []struct {
@@ -24,5 +28,35 @@ func TestPlan(t *testing.T) {
 		if got != c.want || (why != "") != c.why {
 			t.Errorf("%s: Plan = %d, %q; want %d, a reason %v", c.name, got, why, c.want, c.why)
 		}
+	}
+}
+
+func TestReadSmaps(t *testing.T) {
+	const smaps = `00400000-022ad000 r-xp 00000000 fe:00 9994989                            /usr/bin/sluice
+Size:              31412 kB
+AnonHugePages:         0 kB
+VmFlags: rd ex mr mw me sd
+29743800000-29784400000 rw-p 00000000 00:00 0 
+Size:            1060864 kB
+AnonHugePages:     47104 kB
+VmFlags: rd wr mr mw me ac sd hg
+7f1d00000000-7f1d00021000 rw-p 00000000 00:00 0 
+AnonHugePages:         0 kB
+VmFlags: rd wr mr mw me nr sd
+`
+	got, err := ReadSmaps(strings.NewReader(smaps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mapping{
+		{Start: 0x400000, End: 0x22ad000},
+		{Start: 0x29743800000, End: 0x29784400000, Advised: true, AnonHugeKB: 47104},
+		{Start: 0x7f1d00000000, End: 0x7f1d00021000},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ReadSmaps =\n%+v\nwant\n%+v", got, want)
+	}
+	if _, err := ReadSmaps(strings.NewReader("00400000-00401000 r-xp 0 0 0\nAnonHugePages: lots\n")); err == nil {
+		t.Error("ReadSmaps accepted AnonHugePages: lots")
 	}
 }
