@@ -15,7 +15,7 @@ import (
 // /proc/<pid>/smaps shows advised.
 func TestHeapAdvisedForHugePages(t *testing.T) {
 	skipShort(t, "starts sluice processes")
-	if mode, _ := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); !strings.Contains(string(mode), "[madvise]") {
+	if hugepages.Mode() != "madvise" {
 		t.Skip("transparent huge pages are not in madvise mode on this machine")
 	}
 	srv := repStartNATS(t)

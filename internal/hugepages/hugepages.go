@@ -30,13 +30,12 @@ const DefaultBytes = 1 << 30
 // sluice's heap is larger than that.
 const minBytes = 64 << 20
 
-// Plan decides how many bytes of heap to advise. mode is the content of
-// /sys/kernel/mm/transparent_hugepage/enabled ("always [madvise] never"),
-// empty when it cannot be read; godebug is the GODEBUG variable; limit is
-// the Go soft memory limit (0 or less: none). It returns 0 and the reason
-// when there is nothing to do.
+// Plan decides how many bytes of heap to advise. mode is the kernel's
+// transparent huge page mode (Mode); godebug is the GODEBUG variable;
+// limit is the Go soft memory limit (0 or less: none). It returns 0 and the
+// reason when there is nothing to do.
 func Plan(mode, godebug string, limit int64) (bytes int64, why string) {
-	switch selected(mode) {
+	switch mode {
 	case "madvise":
 	case "always":
 		return 0, "the kernel backs every mapping with huge pages already"

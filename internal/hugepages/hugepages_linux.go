@@ -12,14 +12,20 @@ import (
 // modeFile is where Linux says its transparent huge page mode.
 const modeFile = "/sys/kernel/mm/transparent_hugepage/enabled"
 
+// Mode is the kernel's transparent huge page mode: "always", "madvise" or
+// "never", empty when it has none.
+func Mode() string {
+	list, _ := os.ReadFile(modeFile)
+	return selected(string(list))
+}
+
 // Reserve advises a range of the Go heap as Plan decides, given the Go
 // soft memory limit (0: none). It returns the range advised (empty when
 // there was nothing to do, with the reason) and any error; on error the
 // heap is as it was, with no advice. Call it once, early, before the heap
 // has grown: the range comes from memory the runtime maps for it.
 func Reserve(limit int64) (start uintptr, bytes int64, why string, err error) {
-	mode, _ := os.ReadFile(modeFile)
-	if bytes, why = Plan(string(mode), os.Getenv("GODEBUG"), limit); bytes == 0 {
+	if bytes, why = Plan(Mode(), os.Getenv("GODEBUG"), limit); bytes == 0 {
 		return 0, 0, why, nil
 	}
 	// The runtime throws, which cannot be recovered, when it cannot map

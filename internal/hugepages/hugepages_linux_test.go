@@ -9,8 +9,7 @@ import (
 // After Reserve, a large allocation lands in the advised range and the
 // kernel backs it with huge pages.
 func TestReserveBacksTheHeapWithHugePages(t *testing.T) {
-	mode, _ := os.ReadFile(modeFile)
-	if selected(string(mode)) != "madvise" {
+	if Mode() != "madvise" {
 		t.Skip("transparent huge pages are not in madvise mode on this machine")
 	}
 	start, n, why, err := Reserve(minBytes)

@@ -13,20 +13,36 @@ func TestPlan(t *testing.T) {
 		want                int64
 		why                 bool
 	}{
-		{"madvise, no limit", "always [madvise] never\n", "", 0, DefaultBytes, false},
-		{"madvise, a limit under the default", "always [madvise] never", "", 300 << 20, 300 << 20, false},
-		{"madvise, a tiny limit", "always [madvise] never", "", 16 << 20, minBytes, false},
-		{"madvise, a limit over the default", "always [madvise] never", "", 8 << 30, DefaultBytes, false},
-		{"always", "[always] madvise never\n", "", 0, 0, true},
-		{"never", "always madvise [never]\n", "", 0, 0, true},
-		{"no file", "", "", 0, 0, true},
-		{"garbled", "always madvise", "", 0, 0, true},
-		{"disablethp", "always [madvise] never", "gctrace=1, disablethp=1", 0, 0, true},
-		{"other GODEBUG", "always [madvise] never", "disablethp=0,madvdontneed=1", 0, DefaultBytes, false},
+		{"madvise, no limit", "madvise", "", 0, DefaultBytes, false},
+		{"madvise, a limit under the default", "madvise", "", 300 << 20, 300 << 20, false},
+		{"madvise, a tiny limit", "madvise", "", 16 << 20, minBytes, false},
+		{"madvise, a limit over the default", "madvise", "", 8 << 30, DefaultBytes, false},
+		{"always", "always", "", 0, 0, true},
+		{"never", "never", "", 0, 0, true},
+		{"none", "", "", 0, 0, true},
+		{"disablethp", "madvise", "gctrace=1, disablethp=1", 0, 0, true},
+		{"other GODEBUG", "madvise", "disablethp=0,madvdontneed=1", 0, DefaultBytes, false},
 	} {
 		got, why := Plan(c.mode, c.godebug, c.limit)
 		if got != c.want || (why != "") != c.why {
 			t.Errorf("%s: Plan = %d, %q; want %d, a reason %v", c.name, got, why, c.want, c.why)
+		}
+	}
+}
+
+// The mode is the bracketed word of the sysfs list; no file or a garbled
+// one is none.
+func TestSelected(t *testing.T) {
+	for list, want := range map[string]string{
+		"always [madvise] never\n": "madvise",
+		"[always] madvise never\n": "always",
+		"always madvise [never]\n": "never",
+		"":                         "",
+		"always madvise":           "",
+		"always [madvise":          "",
+	} {
+		if got := selected(list); got != want {
+			t.Errorf("selected(%q) = %q, want %q", list, got, want)
 		}
 	}
 }
