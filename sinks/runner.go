@@ -215,7 +215,7 @@ var arenas = sync.Pool{New: func() any { b := make([]byte, 0, 512<<10); return &
 type Runner struct {
 	name string
 	sink Sink
-	cons jetstream.Consumer
+	pull Puller
 	dlq  DeadLetters
 	cfg  RunnerConfig
 	log  *slog.Logger
@@ -253,7 +253,7 @@ type Runner struct {
 
 // NewRunner returns a runner; Start starts it. dlq may be nil only in tests
 // where no record can die.
-func NewRunner(name string, sink Sink, cons jetstream.Consumer, dlq DeadLetters, cfg RunnerConfig, set component.Settings) *Runner {
+func NewRunner(name string, sink Sink, pull Puller, dlq DeadLetters, cfg RunnerConfig, set component.Settings) *Runner {
 	set = set.Defaults()
 	cfg.setDefaults()
 	if l, ok := sink.(Limiter); ok {
@@ -274,7 +274,7 @@ func NewRunner(name string, sink Sink, cons jetstream.Consumer, dlq DeadLetters,
 	hard, hardStop := context.WithCancel(context.Background())
 	fetching, stopFetch := context.WithCancel(hard)
 	return &Runner{
-		name: name, sink: sink, cons: cons, dlq: dlq, cfg: cfg,
+		name: name, sink: sink, pull: pull, dlq: dlq, cfg: cfg,
 		log:       set.Logger.With("sink", name),
 		m:         newRunnerMetrics(name, set.Registerer),
 		msgs:      make(chan *message, cfg.PullMessages),
@@ -308,32 +308,32 @@ func (r *Runner) Start() error {
 // cluster) before it asks again.
 const fetchWait = 5 * time.Second
 
+// Puller pulls a consumer's messages (queue.Puller): Pull asks for at most
+// n messages and maxBytes, hands each one that arrives to admit, and
+// returns when the pull is over.
+type Puller interface {
+	Pull(ctx context.Context, n, maxBytes int, admit func(jetstream.Msg)) (int, error)
+	Close() error
+}
+
 // fetch pulls messages while the buffer has room, admits each one the moment
 // it arrives, and closes r.msgs when fetching stops. Nothing it asked for
 // waits anywhere unseen: a pull asks for no more than the buffer holds.
 func (r *Runner) fetch() {
 	defer close(r.msgs)
+	defer r.pull.Close()
 	failures := 0
 	for {
 		n, bytes, ok := r.waitRoom()
 		if !ok {
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.fetching, fetchWait)
-		start, got := time.Now(), 0
-		batch, err := r.cons.Fetch(n, jetstream.FetchMaxBytes(bytes), jetstream.FetchContext(ctx))
-		if err == nil {
-			for m := range batch.Messages() {
-				r.admit(m)
-				got++
-			}
-			err = batch.Error()
-		}
-		cancel()
+		start := time.Now()
+		got, err := r.pull.Pull(r.fetching, n, bytes, r.admit)
 		if r.fetching.Err() != nil {
 			return
 		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
+		if err != nil && !errors.Is(err, queue.ErrNoMessages) {
 			failures++
 			r.log.Warn("pulling messages", "err", err)
 			if !r.sleepUntil(r.fetching, r.backoff(failures)) {
@@ -406,7 +406,9 @@ func (r *Runner) admit(m jetstream.Msg) {
 	r.inflight[seq] = msg
 	r.queuedBytes += msg.size
 	r.mu.Unlock()
-	r.msgs <- msg // never blocks: waitRoom asked for no more than it holds
+	// Does not block: waitRoom asked for no more than the buffer holds. Only
+	// a message of a pull given up on that comes after all waits for room.
+	r.msgs <- msg
 }
 
 // took releases a message's room in the buffer once run has it.

@@ -65,7 +65,11 @@ func benchDrain(b *testing.B, per int) {
 	s := &countingSink{}
 	b.ReportAllocs()
 	b.ResetTimer()
-	r := sinks.NewRunner("bench", s, cons, q, sinks.RunnerConfig{Concurrency: 2, PullMessages: 64, BufferBytes: 32 << 20}, component.Settings{})
+	pull, err := q.NewPuller(cons)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := sinks.NewRunner("bench", s, pull, q, sinks.RunnerConfig{Concurrency: 2, PullMessages: 64, BufferBytes: 32 << 20}, component.Settings{})
 	if err := r.Start(); err != nil {
 		b.Fatal(err)
 	}

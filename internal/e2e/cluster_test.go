@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluicelog/sluice/cmd/sluice/app"
 	"github.com/sluicelog/sluice/cmd/sluice/config"
+	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
@@ -628,4 +629,78 @@ func (b *clLogBuffer) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestClusterPullGetsEveryMessage pulls a replicated consumer the way a sink
+// does, many messages at a time with a byte bound. A replicated consumer
+// sends each message once its delivery is replicated but says the pull is
+// over at once; every message must still arrive with its pull or the next,
+// none only when AckWait brings it back.
+func TestClusterPullGetsEveryMessage(t *testing.T) {
+	skipShort(t, "starts a 3-node JetStream cluster")
+	servers := clStartCluster(t, 3)
+	cfg := queue.Config{URL: servers[0].ClientURL()}
+	cfg.Stream.Replicas = 3
+	// Both streams reserve their MaxBytes on every replica: stay within each
+	// server's JetStreamMaxStore.
+	cfg.Stream.MaxBytes = 256 << 20
+	cfg.DeadLetter.MaxBytes = 64 << 20
+	cfg.Stream.Compression = queue.CompressionNone
+	cfg.SetDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	q, err := queue.Open(ctx, cfg, component.Settings{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	// A minute of AckWait: nothing lost can come back within the test.
+	cons, err := q.Consumer(ctx, "s", queue.ConsumerConfig{AckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := q.NewPuller(cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	const total = 600
+	entries := forwardtest.Entry(time.Now(), map[string]any{"log": strings.Repeat("x", 20000)})
+	for i := 0; i < total; i++ {
+		pend, err := q.Publish(&chunk.Chunk{Tag: "app", ID: fmt.Sprint("c", i), Count: 1, Entries: entries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 {
+			if err := pend.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seen := make(map[uint64]bool, total)
+	redelivered := 0
+	for len(seen) < total && ctx.Err() == nil {
+		_, err := p.Pull(ctx, 64, 32<<20, func(m jetstream.Msg) {
+			md, err := m.Metadata()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if md.NumDelivered > 1 {
+				redelivered++
+			}
+			seen[md.Sequence.Stream] = true
+			_ = m.Ack()
+		})
+		if err != nil && ctx.Err() == nil {
+			t.Logf("pull: %v", err)
+		}
+	}
+	if len(seen) != total || redelivered != 0 {
+		t.Fatalf("%d of %d messages pulled within the minute of AckWait, %d redelivered", len(seen), total, redelivered)
+	}
+	if err := queue.WaitSettled(ctx, q.JetStream(), q.StreamName(), queue.ConsumerName("s")); err != nil {
+		t.Fatal(err)
+	}
 }

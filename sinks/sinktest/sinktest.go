@@ -117,7 +117,11 @@ func (e *env) runner(s sinks.Sink, edit func(*sinks.RunnerConfig)) *sinks.Runner
 		edit(&cfg)
 	}
 	e.reg = prometheus.NewRegistry()
-	r := sinks.NewRunner("conf", s, cons, e.q, cfg, component.Settings{Registerer: e.reg})
+	pull, err := e.q.NewPuller(cons)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r := sinks.NewRunner("conf", s, pull, e.q, cfg, component.Settings{Registerer: e.reg})
 	if err := r.Start(); err != nil {
 		e.t.Fatal(err)
 	}

@@ -161,7 +161,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 		}
 		rc.Transform, rc.MatchTag, rc.Keep, rc.Reshape, rc.Scrub = stages.Transform, stages.MatchTag, stages.Keep, stages.Reshape, stages.Scrub
-		r := sinks.NewRunner(sc.Name, sink, cons, a.q, rc, a.set)
+		pull, err := a.q.NewPuller(cons)
+		if err != nil {
+			return err
+		}
+		r := sinks.NewRunner(sc.Name, sink, pull, a.q, rc, a.set)
 		if err := r.Start(); err != nil {
 			return err
 		}
