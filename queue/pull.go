@@ -62,8 +62,8 @@ func (q *Queue) NewPuller(cons jetstream.Consumer) (*Puller, error) {
 // the consumer's AckWait.
 func (p *Puller) Close() error { return p.sub.Unsubscribe() }
 
-// ErrNoMessages is returned by a pull that asked not to wait and found
-// nothing.
+// ErrNoMessages is returned for a pull the server answered with "404 No
+// Messages" (one that asked not to wait; sluice's pulls wait).
 var ErrNoMessages = errors.New("queue: no messages")
 
 // Pull asks for at most n messages of at most maxBytes in all (0: no byte
@@ -111,6 +111,8 @@ func (p *Puller) Pull(ctx context.Context, n, maxBytes int, admit func(jetstream
 			switch {
 			case err != nil:
 				return got, err
+			case over && left < 0:
+				return got, nil // over, how many the server sent unsaid
 			case over:
 				// The server delivered n-left; wait a little for those not
 				// here yet.
@@ -128,8 +130,8 @@ func (p *Puller) Pull(ctx context.Context, n, maxBytes int, admit func(jetstream
 }
 
 // pullStatus reads a status message: over (with the messages the server
-// did not deliver) for the end of a pull, neither for a heartbeat, an error
-// for a refusal.
+// did not deliver, -1 when it does not say) for the end of a pull, neither
+// for a heartbeat, an error for a refusal.
 func pullStatus(m *nats.Msg, status string) (left int, over bool, err error) {
 	desc := m.Header.Get("Description")
 	switch status {
@@ -143,7 +145,7 @@ func pullStatus(m *nats.Msg, status string) (left int, over bool, err error) {
 			return left, true, nil
 		}
 		if status == "408" {
-			return 0, true, nil
+			return -1, true, nil
 		}
 	case "503":
 		desc = "no responders: the consumer has no leader or does not exist"

@@ -2,10 +2,13 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicelog/sluice/internal/chunk"
@@ -149,5 +152,50 @@ func TestPullerConsumerGone(t *testing.T) {
 	}
 	if got, err := pull(t, p, 5, 0); err == nil {
 		t.Fatalf("pull from a deleted consumer: %d messages and no error", len(got))
+	}
+}
+
+// Status messages end a pull with the count the server did not deliver,
+// are ignored (heartbeats), or are refusals.
+func TestPullStatus(t *testing.T) {
+	msg := func(status, desc, pending string) *nats.Msg {
+		h := nats.Header{"Status": {status}, "Description": {desc}}
+		if pending != "" {
+			h.Set("Nats-Pending-Messages", pending)
+			h.Set("Nats-Pending-Bytes", "100")
+		}
+		return &nats.Msg{Header: h}
+	}
+	for _, tc := range []struct {
+		m        *nats.Msg
+		left     int
+		over     bool
+		err      string
+		noMsgErr bool
+	}{
+		{m: msg("100", "Idle Heartbeat", "")},
+		{m: msg("404", "No Messages", ""), noMsgErr: true},
+		{m: msg("408", "Request Timeout", "7"), left: 7, over: true},
+		{m: msg("408", "Request Timeout", ""), left: -1, over: true},
+		{m: msg("409", "Batch Completed", "0"), left: 0, over: true},
+		{m: msg("409", "Message Size Exceeds MaxBytes", "12"), left: 12, over: true},
+		{m: msg("409", "Leadership Change", ""), err: "409 Leadership Change"},
+		{m: msg("409", "Consumer Deleted", ""), err: "Consumer Deleted"},
+		{m: msg("503", "", ""), err: "no responders"},
+	} {
+		status := tc.m.Header.Get("Status") + " " + tc.m.Header.Get("Description")
+		left, over, err := pullStatus(tc.m, tc.m.Header.Get("Status"))
+		switch {
+		case tc.noMsgErr:
+			if !errors.Is(err, ErrNoMessages) {
+				t.Errorf("%s: err %v, want ErrNoMessages", status, err)
+			}
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: err %v, want one saying %q", status, err, tc.err)
+			}
+		case err != nil || left != tc.left || over != tc.over:
+			t.Errorf("%s: left %d, over %v, err %v; want %d, %v", status, left, over, err, tc.left, tc.over)
+		}
 	}
 }
