@@ -30,7 +30,14 @@ type Scenario struct {
 	// Cluster runs the scenario on three replicas behind a balancer
 	// (benchCluster).
 	Cluster bool
+	// NATS is where sluice's JetStream runs: "" embedded, NATS3Node a
+	// cluster of three nats-servers (in loadgen's process, so that sluice's
+	// own CPU is what is measured) with the stream in three replicas.
+	NATS string
 }
+
+// NATS3Node is a scenario's NATS for a 3-node JetStream cluster.
+const NATS3Node = "3-node"
 
 // SinkES is a scenario's Sink for the Elasticsearch bulk API of a
 // VictoriaLogs server.
@@ -42,30 +49,33 @@ const SinkES = "es"
 func BenchScenarios() []Scenario {
 	nginx := Workload{Nginx: 1, Pods: 20, NginxBytes: 180}
 	return []Scenario{
-		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false},
-		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false},
-		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, "", "", false},
-		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, "", "", false},
-		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, "", "", false},
-		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", "", false},
-		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, "", "", false},
-		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, "", "", false},
+		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false, ""},
+		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false, ""},
+		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, "", "", false, ""},
+		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, "", "", false, ""},
+		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, "", "", false, ""},
+		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", "", false, ""},
+		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, "", "", false, ""},
+		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, "", "", false, ""},
 		// OTLP in, the same records in requests of 1000 (PrintBench compares
 		// them with "forward packed, ack" on as many connections).
-		{"otlp http protobuf, 1 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false},
-		{"otlp http protobuf, 4 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false},
-		{"otlp grpc, 4 conn", Config{Protocol: "otlp", Mode: OTLPGRPC, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false},
+		{"otlp http protobuf, 1 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false, ""},
+		{"otlp http protobuf, 4 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false, ""},
+		{"otlp grpc, 4 conn", Config{Protocol: "otlp", Mode: OTLPGRPC, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false, ""},
 		// A fleet: many forwarders, each sending one 20-record chunk a second.
-		{"fleet, 100 conn x 20 rec/s", fleet(100), "", "", false},
-		{"fleet, 1000 conn x 20 rec/s", fleet(1000), "", "", false},
-		{"fleet, 2000 conn x 20 rec/s", fleet(2000), "", "", false},
+		{"fleet, 100 conn x 20 rec/s", fleet(100), "", "", false, ""},
+		{"fleet, 1000 conn x 20 rec/s", fleet(1000), "", "", false, ""},
+		{"fleet, 2000 conn x 20 rec/s", fleet(2000), "", "", false, ""},
 		// The cost of multiline joining on lines that start no group.
-		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java", "", false},
+		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java", "", false, ""},
 		// Forward in, the Elasticsearch sink out, into VictoriaLogs.
-		{"forward packed, ack, 4 conn, elasticsearch", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", SinkES, false},
+		{"forward packed, ack, 4 conn, elasticsearch", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", SinkES, false, ""},
+		// JetStream as production runs it: three servers, three replicas.
+		{"forward packed, ack, 4 conn, 3-node JetStream", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", "", false, NATS3Node},
+		{"fleet, 2000 conn x 20 rec/s, 3-node JetStream", fleet(2000), "", "", false, NATS3Node},
 		// Balancing: 12 forwarders, one replica, then three, then two.
 		{"cluster, 12 forwarders, 1 -> 3 -> 2 replicas", Config{Protocol: "forward", Mode: "packed", Ack: true, Resend: true,
-			Connections: clusterForwarders, Rate: 2000, ChunkRecords: 100, Duration: 30 * time.Second, Workload: nginx}, "", "", true},
+			Connections: clusterForwarders, Rate: 2000, ChunkRecords: 100, Duration: 30 * time.Second, Workload: nginx}, "", "", true, ""},
 	}
 }
 
@@ -171,7 +181,7 @@ func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOpti
 			continue
 		}
 		aggs := []aggregator{{name: "sluice", start: startSluice(sluice)}}
-		if o.FluentBit != "" && sc.Protocol == "forward" && sc.Multiline == "" {
+		if o.FluentBit != "" && sc.Protocol == "forward" && sc.Multiline == "" && sc.NATS == "" {
 			fb, err := filepath.Abs(o.FluentBit)
 			if err != nil {
 				return rows, err
@@ -258,6 +268,7 @@ type server struct {
 	// otlpHTTP (a base URL) and otlpGRPC (host:port); "" when off.
 	otlpHTTP, otlpGRPC string
 	target             *Target // nil: the records go nowhere to be counted
+	after              func()  // if set, stop calls it once the process ended
 }
 
 // stop asks the process to end and waits up to 30 s before killing it.
@@ -270,6 +281,9 @@ func (s *server) stop() {
 	case <-time.After(30 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-done
+	}
+	if s.after != nil {
+		s.after()
 	}
 }
 
@@ -288,6 +302,15 @@ func startSluice(bin string) func(ctx context.Context, dir string, sc Scenario, 
 		cfg := fmt.Sprintf("forward: {listen: \"127.0.0.1:%d\", udp_heartbeat: false%s}\nhttp: {listen: \"127.0.0.1:%d\"}\napi: {listen: \"127.0.0.1:%d\"}\n"+
 			"otlp: {http: {listen: \"127.0.0.1:%d\"}, grpc: {listen: \"127.0.0.1:%d\"}}\nenrich: {enabled: false}\nlog: {level: warn}\n",
 			ports[0], multiline, ports[1], ports[2], ports[3], ports[4])
+		var stopNATS func()
+		if sc.NATS == NATS3Node {
+			urls, stop, err := startJetStream3(ctx, dir)
+			if err != nil {
+				return nil, fmt.Errorf("3-node JetStream: %w", err)
+			}
+			stopNATS = stop
+			cfg += fmt.Sprintf("nats: {url: %q, stream: {replicas: 3, max_bytes: 2GiB}, dead_letter: {max_bytes: 256MiB}}\n", strings.Join(urls, ","))
+		}
 		target := &Target{FileDir: filepath.Join(dir, "data", "out")}
 		if sc.Sink == SinkES {
 			cfg += fmt.Sprintf("sinks: [{name: es, elasticsearch: {urls: [%q]}}]\n", vl+"/insert/elasticsearch")
@@ -295,9 +318,12 @@ func startSluice(bin string) func(ctx context.Context, dir string, sc Scenario, 
 		}
 		s, err := runSluice(ctx, bin, dir, cfg, ports)
 		if err != nil {
+			if stopNATS != nil {
+				stopNATS()
+			}
 			return nil, err
 		}
-		s.target = target
+		s.target, s.after = target, stopNATS
 		s.otlpHTTP, s.otlpGRPC = fmt.Sprintf("http://127.0.0.1:%d", ports[3]), fmt.Sprintf("127.0.0.1:%d", ports[4])
 		return s, nil
 	}

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicelog/sluice/cmd/sluice/app"
 	"github.com/sluicelog/sluice/cmd/sluice/app/apptest"
 	"github.com/sluicelog/sluice/cmd/sluice/config"
@@ -482,5 +485,42 @@ func TestProgressLine(t *testing.T) {
 	}
 	if p := long.String(); !strings.HasPrefix(p, "\r") || !strings.Contains(p, "records/s") || strings.Count(p, "\n") != 1 || !strings.HasSuffix(p, "\n") {
 		t.Errorf("progress %q: want one line rewritten with \\r and ended once", p)
+	}
+}
+
+// The 3-node scenarios' JetStream takes a stream of three replicas, and
+// stop ends all three servers.
+func TestJetStream3(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	urls, stop, err := startJetStream3(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, MaxBytes: 1 << 20})
+	if err != nil {
+		nc.Close()
+		stop()
+		t.Fatalf("a stream of 3 replicas: %v", err)
+	}
+	if _, err := js.Publish(ctx, "r3.x", []byte("x")); err != nil {
+		t.Errorf("publish: %v", err)
+	}
+	if got := len(s.CachedInfo().Cluster.Replicas); got != 2 {
+		t.Errorf("the stream's leader has %d other replicas, want 2", got)
+	}
+	nc.Close()
+	stop()
+	for _, u := range urls {
+		if c, err := nats.Connect(u, nats.Timeout(time.Second)); err == nil {
+			c.Close()
+			t.Errorf("%s still takes connections after stop", u)
+		}
 	}
 }
