@@ -407,8 +407,12 @@ func (r *Runner) admit(m jetstream.Msg) {
 	r.queuedBytes += msg.size
 	r.mu.Unlock()
 	// Does not block: waitRoom asked for no more than the buffer holds. Only
-	// a message of a pull given up on that comes after all waits for room.
-	r.msgs <- msg
+	// a message of a pull given up on that comes after all waits for room,
+	// or for the end (then JetStream delivers it again).
+	select {
+	case r.msgs <- msg:
+	case <-r.hard.Done():
+	}
 }
 
 // took releases a message's room in the buffer once run has it.
