@@ -497,20 +497,27 @@ func TestJetStream3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(stop) // a second stop does nothing
 	nc, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {
-		stop()
 		t.Fatal(err)
 	}
+	t.Cleanup(nc.Close)
 	js, _ := jetstream.New(nc)
 	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, MaxBytes: 1 << 20})
 	if err != nil {
-		nc.Close()
-		stop()
 		t.Fatalf("a stream of 3 replicas: %v", err)
 	}
-	if _, err := js.Publish(ctx, "r3.x", []byte("x")); err != nil {
-		t.Errorf("publish: %v", err)
+	// Just created, the stream may still be electing its leader.
+	for {
+		_, err := js.Publish(ctx, "r3.x", []byte("x"))
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if got := len(s.CachedInfo().Cluster.Replicas); got != 2 {
 		t.Errorf("the stream's leader has %d other replicas, want 2", got)

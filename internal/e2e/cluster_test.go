@@ -668,14 +668,20 @@ func TestClusterPullGetsEveryMessage(t *testing.T) {
 	const total = 600
 	entries := forwardtest.Entry(time.Now(), map[string]any{"log": strings.Repeat("x", 20000)})
 	for i := 0; i < total; i++ {
-		pend, err := q.Publish(&chunk.Chunk{Tag: "app", ID: fmt.Sprint("c", i), Count: 1, Entries: entries})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i%100 == 99 {
-			if err := pend.Wait(ctx); err != nil {
-				t.Fatal(err)
+		// Right after the stream is created its leader may still be being
+		// elected: retry, as ingest does (the chunk id deduplicates).
+		for {
+			pend, err := q.Publish(&chunk.Chunk{Tag: "app", ID: fmt.Sprint("c", i), Count: 1, Entries: entries})
+			if err == nil {
+				err = pend.Wait(ctx)
 			}
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("chunk %d not stored: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	seen := make(map[uint64]bool, total)
