@@ -85,14 +85,8 @@ func (p *Puller) Pull(ctx context.Context, n, maxBytes int, admit func(jetstream
 	if err := p.nc.PublishRequest(p.subject, reply, req); err != nil {
 		return 0, fmt.Errorf("queue: pull: %w", err)
 	}
-	var cancels []context.CancelFunc
-	defer func() {
-		for _, cancel := range cancels {
-			cancel()
-		}
-	}()
 	wait, cancel := context.WithTimeout(ctx, p.Expires+time.Second)
-	cancels = append(cancels, cancel)
+	defer cancel()
 	want, got, bytes := n, 0, 0
 	for got < want && (maxBytes == 0 || bytes < maxBytes) {
 		m, err := p.sub.NextMsgWithContext(wait)
@@ -119,8 +113,9 @@ func (p *Puller) Pull(ctx context.Context, n, maxBytes int, admit func(jetstream
 				// The server delivered n-left; wait a little for those not
 				// here yet.
 				want = n - left
-				wait, cancel = context.WithTimeout(ctx, p.Straggle)
-				cancels = append(cancels, cancel)
+				var stop context.CancelFunc
+				wait, stop = context.WithTimeout(wait, p.Straggle)
+				defer stop() // once: the server ends a pull once
 			}
 			continue
 		}
@@ -155,7 +150,8 @@ func pullStatus(m *nats.Msg, status string) (left int, over bool, err error) {
 	return 0, false, fmt.Errorf("queue: pull: %s %s", status, desc)
 }
 
-// pulledMsg is a message of a Puller's pull.
+// pulledMsg is a message of a Puller's pull. Its acknowledgements are
+// nats.Msg's own (which also refuse a second ack).
 type pulledMsg struct {
 	m  *nats.Msg
 	nc *nats.Conn
@@ -163,34 +159,25 @@ type pulledMsg struct {
 
 var _ jetstream.Msg = pulledMsg{}
 
-func (p pulledMsg) Data() []byte                  { return p.m.Data }
-func (p pulledMsg) Headers() nats.Header          { return p.m.Header }
-func (p pulledMsg) Subject() string               { return p.m.Subject }
-func (p pulledMsg) Reply() string                 { return p.m.Reply }
-func (p pulledMsg) Ack() error                    { return p.reply("+ACK") }
-func (p pulledMsg) Nak() error                    { return p.reply("-NAK") }
-func (p pulledMsg) InProgress() error             { return p.reply("+WPI") }
-func (p pulledMsg) Term() error                   { return p.reply("+TERM") }
-func (p pulledMsg) TermWithReason(r string) error { return p.reply("+TERM " + r) }
-
-func (p pulledMsg) NakWithDelay(d time.Duration) error {
-	return p.reply(fmt.Sprintf(`-NAK {"delay": %d}`, d.Nanoseconds()))
-}
+func (p pulledMsg) Data() []byte                       { return p.m.Data }
+func (p pulledMsg) Headers() nats.Header               { return p.m.Header }
+func (p pulledMsg) Subject() string                    { return p.m.Subject }
+func (p pulledMsg) Reply() string                      { return p.m.Reply }
+func (p pulledMsg) Ack() error                         { return p.m.Ack() }
+func (p pulledMsg) Nak() error                         { return p.m.Nak() }
+func (p pulledMsg) NakWithDelay(d time.Duration) error { return p.m.NakWithDelay(d) }
+func (p pulledMsg) InProgress() error                  { return p.m.InProgress() }
+func (p pulledMsg) Term() error                        { return p.m.Term() }
 
 // DoubleAck acknowledges and waits for the server to confirm.
-func (p pulledMsg) DoubleAck(ctx context.Context) error {
-	if p.m.Reply == "" {
-		return jetstream.ErrMsgNoReply
-	}
-	_, err := p.nc.RequestWithContext(ctx, p.m.Reply, []byte("+ACK"))
-	return err
-}
+func (p pulledMsg) DoubleAck(ctx context.Context) error { return p.m.AckSync(nats.Context(ctx)) }
 
-func (p pulledMsg) reply(body string) error {
+// TermWithReason is Term with a reason, which nats.Msg has no option for.
+func (p pulledMsg) TermWithReason(r string) error {
 	if p.m.Reply == "" {
 		return jetstream.ErrMsgNoReply
 	}
-	return p.nc.Publish(p.m.Reply, []byte(body))
+	return p.nc.Publish(p.m.Reply, []byte("+TERM "+r))
 }
 
 // Metadata parses the message's ack subject.
