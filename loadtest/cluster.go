@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/sluicelog/sluice/api"
+	"github.com/sluicelog/sluice/internal/jscluster"
 )
 
 // ClusterFigures are what the cluster scenario measures beside the usual
@@ -230,62 +230,17 @@ func waitFor(ok func() bool, limit time.Duration) error {
 // stores under dir, and waits until they have a meta leader that knows
 // every peer. It returns their client URLs and a stop for all three.
 func startJetStream3(ctx context.Context, dir string) ([]string, func(), error) {
-	const n = 3
-	ports, err := freePorts(n)
+	nodes, err := jscluster.Nodes(3, dir, 4<<30, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	servers := make([]*natsserver.Server, 0, n)
-	stop := func() {
-		for _, s := range servers {
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
+	servers, err := jscluster.Start(ctx, nodes)
+	if err != nil {
+		return nil, nil, err
 	}
-	for i := range n {
-		var routes []string
-		for j, p := range ports {
-			if j != i {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-			}
-		}
-		s, err := natsserver.NewServer(&natsserver.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprintf("nats%d", i+1)),
-			JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 4 << 30,
-			Cluster: natsserver.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  natsserver.RoutesFromStr(strings.Join(routes, ",")),
-			NoLog:   true, NoSigs: true,
-		})
-		if err != nil {
-			stop()
-			return nil, nil, err
-		}
-		servers = append(servers, s)
-		go s.Start()
-	}
-	urls := make([]string, n)
+	urls := make([]string, len(servers))
 	for i, s := range servers {
-		if !s.ReadyForConnections(20 * time.Second) {
-			stop()
-			return nil, nil, fmt.Errorf("nats-server %s did not start", s.Name())
-		}
 		urls[i] = s.ClientURL()
 	}
-	for {
-		leader, current := false, true
-		for _, s := range servers {
-			leader = leader || (s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n)
-			current = current && s.JetStreamIsCurrent()
-		}
-		if leader && current {
-			return urls, stop, nil
-		}
-		select {
-		case <-ctx.Done():
-			stop()
-			return nil, nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return urls, func() { jscluster.Stop(servers) }, nil
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/filetest"
 	"github.com/sluicelog/sluice/internal/forwardtest"
+	"github.com/sluicelog/sluice/internal/jscluster"
 	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks/file"
 )
@@ -353,56 +353,12 @@ func clAdmin(t *testing.T, urls []string) (*nats.Conn, jetstream.JetStream) {
 	}
 }
 
-// clNode describes one cluster node; a helper process gets it as JSON.
-type clNode struct {
-	Name        string
-	StoreDir    string
-	ClientPort  int // -1: chosen by the kernel
-	ClusterPort int
-	Routes      []int // the other nodes' cluster ports
-}
-
-func (n clNode) options() *server.Options {
-	routes := make([]string, len(n.Routes))
-	for i, p := range n.Routes {
-		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
-	}
-	return &server.Options{
-		ServerName: n.Name,
-		Host:       "127.0.0.1",
-		Port:       n.ClientPort,
-		JetStream:  true,
-		StoreDir:   n.StoreDir,
-		// Fixed limits: the defaults follow the machine's memory and disk.
-		JetStreamMaxMemory: 64 << 20,
-		JetStreamMaxStore:  1 << 30,
-		Cluster: server.ClusterOpts{
-			Name: "sluice-test",
-			Host: "127.0.0.1",
-			Port: n.ClusterPort,
-		},
-		Routes: server.RoutesFromStr(strings.Join(routes, ",")),
-		NoLog:  true,
-		NoSigs: true,
-	}
-}
-
 // clNodes describes n nodes on free loopback ports routed to each other.
-func clNodes(t *testing.T, n int, clientPorts bool) []clNode {
+func clNodes(t *testing.T, n int, clientPorts bool) []jscluster.Node {
 	t.Helper()
-	nodes := make([]clNode, n)
-	for i := range nodes {
-		nodes[i] = clNode{Name: fmt.Sprintf("n%d", i+1), StoreDir: t.TempDir(), ClientPort: -1, ClusterPort: clFreePort(t)}
-		if clientPorts {
-			nodes[i].ClientPort = clFreePort(t)
-		}
-	}
-	for i := range nodes {
-		for j := range nodes {
-			if j != i {
-				nodes[i].Routes = append(nodes[i].Routes, nodes[j].ClusterPort)
-			}
-		}
+	nodes, err := jscluster.Nodes(n, t.TempDir(), 1<<30, clientPorts)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return nodes
 }
@@ -412,45 +368,14 @@ func clNodes(t *testing.T, n int, clientPorts bool) []clNode {
 // down when the test ends.
 func clStartCluster(t *testing.T, n int) []*server.Server {
 	t.Helper()
-	servers := make([]*server.Server, n)
-	for i, node := range clNodes(t, n, false) {
-		s, err := server.NewServer(node.options())
-		if err != nil {
-			t.Fatalf("server %s: %v", node.Name, err)
-		}
-		servers[i] = s
-		t.Cleanup(func() {
-			s.Shutdown()
-			s.WaitForShutdown()
-		})
-		go s.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	servers, err := jscluster.Start(ctx, clNodes(t, n, false))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(20 * time.Second) {
-			t.Fatalf("server %s not ready within 20s", s.Name())
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ready := false
-		for _, s := range servers {
-			if s.JetStreamIsClustered() && s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n {
-				ready = true
-			}
-		}
-		for _, s := range servers {
-			if !s.JetStreamIsCurrent() {
-				ready = false
-			}
-		}
-		if ready {
-			return servers
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("JetStream cluster has no meta leader with every peer within 30s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(func() { jscluster.Stop(servers) })
+	return servers
 }
 
 // clNodeEnv carries a helper process's node description.
@@ -517,11 +442,11 @@ func TestClHelperNATSNode(t *testing.T) {
 	if desc == "" {
 		t.Skip("helper process for TestClusterNodeCrashes")
 	}
-	var node clNode
+	var node jscluster.Node
 	if err := json.Unmarshal([]byte(desc), &node); err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.NewServer(node.options())
+	s, err := server.NewServer(node.Options())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,24 +459,6 @@ func TestClHelperNATSNode(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	s.Shutdown()
-}
-
-func clFreePort(t *testing.T) int {
-	t.Helper()
-	// Below Linux's ephemeral range (32768-60999): a port taken from it with
-	// ":0" can be handed to some outgoing connection (other test packages
-	// run at the same time) before the node binds it, and the node then
-	// fails to listen.
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port between 20000 and 32000")
-	return 0
 }
 
 // clStartApp starts sluice, retrying for a while: right after the cluster
