@@ -303,9 +303,10 @@ func (r *Runner) Start() error {
 	return nil
 }
 
-// fetchWait bounds one pull request: how long a sink waits after a failed
-// pull (e.g. no responders while its consumer's leader is re-elected in a
-// cluster) before it asks again.
+// fetchWait is about as long as a pull waits (queue.Puller's Expires): a
+// pull that ended empty in less than half of it found no room for the next
+// message, and the sink waits for room, at most this long, before it asks
+// again.
 const fetchWait = 5 * time.Second
 
 // Puller pulls a consumer's messages (queue.Puller): Pull asks for at most
