@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -53,12 +51,7 @@ func hpLogged(p *repProc) int64 {
 // hpAdvised sums the sizes of p's mappings advised MADV_HUGEPAGE.
 func hpAdvised(t *testing.T, p *repProc) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	maps, err := hugepages.ReadSmaps(f)
+	maps, err := hugepages.Smaps(p.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}

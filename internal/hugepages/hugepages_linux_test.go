@@ -1,7 +1,6 @@
 package hugepages
 
 import (
-	"os"
 	"testing"
 	"unsafe"
 )
@@ -24,12 +23,7 @@ func TestReserveBacksTheHeapWithHugePages(t *testing.T) {
 	for i := 0; i < len(x); i += 4096 {
 		x[i] = 1
 	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	maps, err := ReadSmaps(f)
+	maps, err := Smaps(0)
 	if err != nil {
 		t.Fatal(err)
 	}

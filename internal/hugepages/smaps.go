@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -15,6 +16,21 @@ type Mapping struct {
 	// AnonHugeKB is the mapping's AnonHugePages: the memory huge pages
 	// back, in KiB.
 	AnonHugeKB int64
+}
+
+// Smaps reads the mappings of process pid (0: this one) from
+// /proc/<pid>/smaps (Linux).
+func Smaps(pid int) ([]Mapping, error) {
+	path := "/proc/self/smaps"
+	if pid != 0 {
+		path = fmt.Sprintf("/proc/%d/smaps", pid)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("hugepages: %w", err)
+	}
+	defer f.Close()
+	return ReadSmaps(f)
 }
 
 // ReadSmaps reads the mappings of /proc/<pid>/smaps (Linux).
