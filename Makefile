@@ -53,15 +53,18 @@ fuzz:
 # for the scenarios whose name matches it (a regular expression, e.g.
 # BENCH_RUN="forward packed, ack, 4 conn$$|otlp"); FLUENT_BIT=/path/to/fluent-bit runs
 # a Fluent Bit you built on the same Forward scenarios in the same runs and
-# prints the ratios.
+# prints the ratios; BASELINE=/path/to/an/older/sluice does the same with
+# another sluice binary (a change against the commit before it, run by run).
 BENCH_SCALE ?= 1
 BENCH_COUNT ?= 3
 BENCH_RUN ?=
 FLUENT_BIT ?=
+BASELINE ?=
 bench: build $(BIN)/victoria-logs
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
 	$(BIN)/loadgen -bench $(BIN)/sluice -bench-scale $(BENCH_SCALE) -bench-count $(BENCH_COUNT) \
-		-bench-run "$(BENCH_RUN)" -bench-victorialogs $(BIN)/victoria-logs -bench-fluent-bit "$(FLUENT_BIT)"
+		-bench-run "$(BENCH_RUN)" -bench-victorialogs $(BIN)/victoria-logs -bench-fluent-bit "$(FLUENT_BIT)" \
+		-bench-baseline "$(BASELINE)"
 
 loadtest: bench
 

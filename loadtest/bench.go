@@ -124,6 +124,10 @@ type BenchRow struct {
 	AckedMin, AckedMax float64
 	CPUMin, CPUMax     time.Duration
 	RSSMin, RSSMax     int64
+	// CPURuns is the CPU per record of each run, in the order they ran:
+	// the n-th run of every aggregator of a scenario met the machine at
+	// about the same time, so their ratio is paired.
+	CPURuns []time.Duration
 	// Cluster holds the cluster scenario's own figures.
 	Cluster *ClusterFigures
 }
@@ -141,6 +145,12 @@ type BenchOptions struct {
 	// it) that the Elasticsearch scenarios write into; without it they are
 	// skipped.
 	VictoriaLogs string
+	// Baseline is another sluice binary (an earlier commit's, say) to run
+	// right after sluice in each run of every scenario but the cluster
+	// one, as "sluice baseline": the ratio table then compares the two
+	// run by run, which this noisy a machine needs to tell a change of a
+	// few per cent.
+	Baseline string
 	// Progress, if set, gets a line per run and loadgen's progress.
 	Progress io.Writer
 }
@@ -180,19 +190,9 @@ func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOpti
 			rows = append(rows, medianRow(runs))
 			continue
 		}
-		aggs := []aggregator{{name: "sluice", start: startSluice(sluice)}}
-		if o.FluentBit != "" && sc.Protocol == "forward" && sc.Multiline == "" && sc.NATS == "" {
-			fb, err := filepath.Abs(o.FluentBit)
-			if err != nil {
-				return rows, err
-			}
-			if sc.Sink == SinkES {
-				aggs = append(aggs, aggregator{name: "fluent-bit, out es", start: startFluentBit(fb, fluentBitES)})
-			} else {
-				aggs = append(aggs,
-					aggregator{name: "fluent-bit, out_file", start: startFluentBit(fb, fluentBitFile)},
-					aggregator{name: "fluent-bit, out null", start: startFluentBit(fb, fluentBitNull)})
-			}
+		aggs, err := aggregators(sluice, sc, o)
+		if err != nil {
+			return rows, err
 		}
 		runs := make([][]BenchRow, len(aggs))
 		for range max(o.Count, 1) {
@@ -211,6 +211,34 @@ func Bench(ctx context.Context, sluice string, scenarios []Scenario, o BenchOpti
 	return rows, nil
 }
 
+// aggregators are what a run of sc measures, in the order they run:
+// sluice, the baseline sluice if any, and Fluent Bit where it takes the
+// scenario (Forward in, no multiline, the embedded JetStream).
+func aggregators(sluice string, sc Scenario, o BenchOptions) ([]aggregator, error) {
+	aggs := []aggregator{{name: "sluice", start: startSluice(sluice)}}
+	if o.Baseline != "" {
+		base, err := filepath.Abs(o.Baseline)
+		if err != nil {
+			return nil, err
+		}
+		aggs = append(aggs, aggregator{name: "sluice baseline", start: startSluice(base)})
+	}
+	if o.FluentBit != "" && sc.Protocol == "forward" && sc.Multiline == "" && sc.NATS == "" {
+		fb, err := filepath.Abs(o.FluentBit)
+		if err != nil {
+			return nil, err
+		}
+		if sc.Sink == SinkES {
+			aggs = append(aggs, aggregator{name: "fluent-bit, out es", start: startFluentBit(fb, fluentBitES)})
+		} else {
+			aggs = append(aggs,
+				aggregator{name: "fluent-bit, out_file", start: startFluentBit(fb, fluentBitFile)},
+				aggregator{name: "fluent-bit, out null", start: startFluentBit(fb, fluentBitNull)})
+		}
+	}
+	return aggs, nil
+}
+
 // medianRow gives each figure of the runs its own median (the middle run
 // for that figure, not the run in the middle by acked rate), with the range
 // of the acked rate, the CPU and the peak RSS, and the losses of all runs.
@@ -226,6 +254,10 @@ func medianRow(runs []BenchRow) BenchRow {
 	row.EndToEnd, _, _ = median(runs, func(r BenchRow) float64 { return r.EndToEnd })
 	row.CPUPerRecord, row.CPUMin, row.CPUMax = median(runs, func(r BenchRow) time.Duration { return r.CPUPerRecord })
 	row.PeakRSS, row.RSSMin, row.RSSMax = median(runs, func(r BenchRow) int64 { return r.PeakRSS })
+	row.CPURuns = make([]time.Duration, len(runs))
+	for i, r := range runs {
+		row.CPURuns[i] = r.CPUPerRecord
+	}
 	row.Lost, row.Dups = 0, 0
 	for _, r := range runs {
 		row.Lost += r.Lost
@@ -437,6 +469,10 @@ func benchOne(ctx context.Context, agg aggregator, sc Scenario, o BenchOptions) 
 		row.RecordBytes = float64(rep.Bytes) / float64(rep.Records)
 		row.CPUPerRecord = (cpu1 - cpu0) / time.Duration(rep.Records)
 	}
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "%s (%s): %.0f records/s acked, %.2f µs of CPU a record, peak %d MiB\n",
+			sc.Name, agg.name, row.AckedPerSec, float64(row.CPUPerRecord.Nanoseconds())/1000, row.PeakRSS>>20)
+	}
 	return row, nil
 }
 
@@ -523,8 +559,8 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 		if r.Verified && r.EndToEnd > 0 {
 			e2e = fmt.Sprintf("%.2f", s.EndToEnd/r.EndToEnd)
 		}
-		cmp = append(cmp, fmt.Sprintf("| %s | %s | %.2f | %s | %.2f | %.2f |", r.Name, r.Aggregator, s.AckedPerSec/r.AckedPerSec, e2e,
-			float64(s.CPUPerRecord)/float64(r.CPUPerRecord), float64(s.PeakRSS)/float64(r.PeakRSS)))
+		cmp = append(cmp, fmt.Sprintf("| %s | %s | %.2f | %s | %.2f | %s | %.2f |", r.Name, r.Aggregator, s.AckedPerSec/r.AckedPerSec, e2e,
+			float64(s.CPUPerRecord)/float64(r.CPUPerRecord), pairedCPU(*s, r), float64(s.PeakRSS)/float64(r.PeakRSS)))
 	}
 	for _, r := range rows {
 		if f := r.Cluster; f != nil {
@@ -534,13 +570,31 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 	}
 	printOTLPRatios(w, rows)
 	if len(cmp) > 0 {
-		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS):")
-		fmt.Fprintln(w, "\n| scenario | peer | acked | end to end | CPU per record | peak RSS |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS; run by run: each run's ratio to the peer's run right after it, median and range):")
+		fmt.Fprintln(w, "\n| scenario | peer | acked | end to end | CPU per record | CPU per record, run by run | peak RSS |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 		for _, l := range cmp {
 			fmt.Fprintln(w, l)
 		}
 	}
+}
+
+// pairedCPU is the median and range of s's CPU per record over the peer's,
+// run by run; "–" unless both have the same runs, more than one.
+func pairedCPU(s, peer BenchRow) string {
+	n := len(s.CPURuns)
+	if n < 2 || len(peer.CPURuns) != n {
+		return "–"
+	}
+	r := make([]float64, 0, n)
+	for i, c := range s.CPURuns {
+		if peer.CPURuns[i] == 0 {
+			return "–"
+		}
+		r = append(r, float64(c)/float64(peer.CPURuns[i]))
+	}
+	slices.Sort(r)
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", r[n/2], r[0], r[n-1])
 }
 
 // printOTLPRatios compares each OTLP scenario with Forward's on as many

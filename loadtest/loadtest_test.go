@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -303,8 +304,8 @@ func TestWorkloadShapes(t *testing.T) {
 }
 
 // A bench row gives each figure its own median over the runs, not the
-// figures of the run with the median acked rate, with the ranges and every
-// run's losses.
+// figures of the run with the median acked rate, with the ranges, every
+// run's losses and each run's CPU in the order they ran.
 func TestMedianRow(t *testing.T) {
 	row := medianRow([]BenchRow{
 		{AckedPerSec: 900, EndToEnd: 6, CPUPerRecord: 1200, PeakRSS: 140, Lost: 1},
@@ -317,8 +318,9 @@ func TestMedianRow(t *testing.T) {
 		CPUPerRecord: 1200, CPUMin: 1100, CPUMax: 1500,
 		PeakRSS: 140, RSSMin: 120, RSSMax: 150,
 		Runs: 3, Lost: 1, Dups: 2,
+		CPURuns: []time.Duration{1200, 1500, 1100},
 	}
-	if row != want {
+	if !reflect.DeepEqual(row, want) {
 		t.Errorf("got  %+v\nwant %+v", row, want)
 	}
 }
@@ -394,7 +396,10 @@ func TestVerifyByElasticsearch(t *testing.T) {
 // end-to-end ratio.
 func TestPrintBenchRatios(t *testing.T) {
 	rows := []BenchRow{
-		{Name: "a", Aggregator: "sluice", AckedPerSec: 900, EndToEnd: 600, CPUPerRecord: 1500, PeakRSS: 150 << 20, Verified: true, Runs: 1},
+		{Name: "a", Aggregator: "sluice", AckedPerSec: 900, EndToEnd: 600, CPUPerRecord: 1500, PeakRSS: 150 << 20, Verified: true, Runs: 3,
+			CPURuns: []time.Duration{1500, 1000, 2000}},
+		{Name: "a", Aggregator: "sluice baseline", AckedPerSec: 900, EndToEnd: 600, CPUPerRecord: 1500, PeakRSS: 150 << 20, Verified: true, Runs: 3,
+			CPURuns: []time.Duration{1600, 1250, 1500}},
 		{Name: "a", Aggregator: "fluent-bit, out_file", AckedPerSec: 600, EndToEnd: 200, CPUPerRecord: 3000, PeakRSS: 100 << 20, Verified: true, Runs: 1},
 		{Name: "a", Aggregator: "fluent-bit, out null", AckedPerSec: 450, CPUPerRecord: 1000, CPUMin: 900, CPUMax: 1250, PeakRSS: 300 << 20, RSSMin: 250 << 20, RSSMax: 310 << 20, Runs: 3},
 		{Name: "b", Aggregator: "sluice", AckedPerSec: 100, EndToEnd: 100, CPUPerRecord: 1000, PeakRSS: 1 << 20, Verified: true, Runs: 1},
@@ -402,8 +407,11 @@ func TestPrintBenchRatios(t *testing.T) {
 	var out strings.Builder
 	PrintBench(&out, rows)
 	for _, want := range []string{
-		"| a | fluent-bit, out_file | 1.50 | 3.00 | 0.50 | 1.50 |",
-		"| a | fluent-bit, out null | 2.00 | – | 1.50 | 0.50 |",
+		// The medians are equal; run by run the change took 0.80, 0.94
+		// and 1.33 of the baseline's CPU.
+		"| a | sluice baseline | 1.00 | 1.00 | 1.00 | 0.94 (0.80–1.33) | 1.00 |",
+		"| a | fluent-bit, out_file | 1.50 | 3.00 | 0.50 | – | 1.50 |",
+		"| a | fluent-bit, out null | 2.00 | – | 1.50 | – | 0.50 |",
 		"| a | fluent-bit, out null | 0 | 0 | 450 | 0–0 (3) | – | 1.00 (0.90–1.25) | 300 (250–310) | – | – |",
 	} {
 		if !strings.Contains(out.String(), want) {
@@ -412,6 +420,45 @@ func TestPrintBenchRatios(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "| b | fluent-bit") {
 		t.Errorf("a ratio for a scenario without a peer:\n%s", out.String())
+	}
+}
+
+// A run measures sluice, then the baseline sluice if one is given, then
+// Fluent Bit where it takes the scenario: Forward in, on the embedded
+// JetStream, without multiline.
+func TestAggregators(t *testing.T) {
+	names := func(sc Scenario, o BenchOptions) []string {
+		t.Helper()
+		aggs, err := aggregators("bin/sluice", sc, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, a := range aggs {
+			n = append(n, a.name)
+		}
+		return n
+	}
+	all := BenchOptions{Baseline: "old/sluice", FluentBit: "fb/fluent-bit"}
+	fwd := Scenario{Config: Config{Protocol: "forward"}}
+	es := Scenario{Config: Config{Protocol: "forward"}, Sink: SinkES}
+	otlp := Scenario{Config: Config{Protocol: "otlp"}}
+	three := Scenario{Config: Config{Protocol: "forward"}, NATS: NATS3Node}
+	for _, c := range []struct {
+		sc   Scenario
+		o    BenchOptions
+		want []string
+	}{
+		{fwd, BenchOptions{}, []string{"sluice"}},
+		{fwd, all, []string{"sluice", "sluice baseline", "fluent-bit, out_file", "fluent-bit, out null"}},
+		{es, all, []string{"sluice", "sluice baseline", "fluent-bit, out es"}},
+		{otlp, all, []string{"sluice", "sluice baseline"}},
+		{three, all, []string{"sluice", "sluice baseline"}},
+		{fwd, BenchOptions{FluentBit: "fb/fluent-bit"}, []string{"sluice", "fluent-bit, out_file", "fluent-bit, out null"}},
+	} {
+		if got := names(c.sc, c.o); !slices.Equal(got, c.want) {
+			t.Errorf("%+v with %+v: %q, want %q", c.sc.Config.Protocol, c.o, got, c.want)
+		}
 	}
 }
 

@@ -86,6 +86,7 @@ func run() int {
 		count    = flag.Int("bench-count", 3, "runs of each bench scenario; the table shows the median")
 		only     = flag.String("bench-run", "", "run only the bench scenario of this name, or else those whose name this regular expression matches (\"forward packed, ack, 4 conn$|otlp\")")
 		peerFB   = flag.String("bench-fluent-bit", "", "also run the bench's Forward scenarios against this fluent-bit binary, in the same runs, and print the ratios")
+		baseline = flag.String("bench-baseline", "", "also run every bench scenario but the cluster one against this other sluice binary (an earlier commit's), right after sluice in each run, and print the ratios run by run")
 		vlBin    = flag.String("bench-victorialogs", "", "the victoria-logs binary the bench's Elasticsearch scenario writes into (default: victoria-logs beside the sluice binary, if there)")
 	)
 	flag.StringVar(&c.Protocol, "protocol", "forward", "forward, http or otlp")
@@ -152,7 +153,7 @@ func run() int {
 			}
 		}
 		rows, err := loadtest.Bench(context.Background(), *bench, scs, loadtest.BenchOptions{
-			Count: *count, FluentBit: *peerFB, VictoriaLogs: *vlBin, Progress: os.Stderr})
+			Count: *count, FluentBit: *peerFB, Baseline: *baseline, VictoriaLogs: *vlBin, Progress: os.Stderr})
 		loadtest.PrintBench(os.Stdout, rows)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
