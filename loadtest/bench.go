@@ -254,14 +254,12 @@ func medianRow(runs []BenchRow) BenchRow {
 	row.EndToEnd, _, _ = median(runs, func(r BenchRow) float64 { return r.EndToEnd })
 	row.CPUPerRecord, row.CPUMin, row.CPUMax = median(runs, func(r BenchRow) time.Duration { return r.CPUPerRecord })
 	row.PeakRSS, row.RSSMin, row.RSSMax = median(runs, func(r BenchRow) int64 { return r.PeakRSS })
+	row.Lost, row.Dups = 0, 0
 	row.CPURuns = make([]time.Duration, len(runs))
 	for i, r := range runs {
-		row.CPURuns[i] = r.CPUPerRecord
-	}
-	row.Lost, row.Dups = 0, 0
-	for _, r := range runs {
 		row.Lost += r.Lost
 		row.Dups += r.Dups
+		row.CPURuns[i] = r.CPUPerRecord
 	}
 	return row
 }
@@ -570,7 +568,7 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 	}
 	printOTLPRatios(w, rows)
 	if len(cmp) > 0 {
-		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS; run by run: each run's ratio to the peer's run right after it, median and range):")
+		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS; run by run: the median and range of each run's ratio to the peer's run of the same round):")
 		fmt.Fprintln(w, "\n| scenario | peer | acked | end to end | CPU per record | CPU per record, run by run | peak RSS |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 		for _, l := range cmp {
@@ -580,7 +578,7 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 }
 
 // pairedCPU is the median and range of s's CPU per record over the peer's,
-// run by run; "–" unless both have the same runs, more than one.
+// each run against the peer's run of the same round (see CPURuns); "–" unless both have the same runs, more than one.
 func pairedCPU(s, peer BenchRow) string {
 	n := len(s.CPURuns)
 	if n < 2 || len(peer.CPURuns) != n {
