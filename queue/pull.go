@@ -119,7 +119,7 @@ func (p *Puller) Pull(ctx context.Context, n, maxBytes int, admit func(jetstream
 			}
 			continue
 		}
-		admit(pulledMsg{m: m, nc: p.nc})
+		admit(pulledMsg{m})
 		got++
 		bytes += m.Size()
 	}
@@ -152,10 +152,7 @@ func pullStatus(m *nats.Msg, status string) (left int, over bool, err error) {
 
 // pulledMsg is a message of a Puller's pull. Its acknowledgements are
 // nats.Msg's own (which also refuse a second ack).
-type pulledMsg struct {
-	m  *nats.Msg
-	nc *nats.Conn
-}
+type pulledMsg struct{ m *nats.Msg }
 
 var _ jetstream.Msg = pulledMsg{}
 
@@ -177,7 +174,7 @@ func (p pulledMsg) TermWithReason(r string) error {
 	if p.m.Reply == "" {
 		return jetstream.ErrMsgNoReply
 	}
-	return p.nc.Publish(p.m.Reply, []byte("+TERM "+r))
+	return p.m.Respond([]byte("+TERM " + r))
 }
 
 // Metadata parses the message's ack subject.

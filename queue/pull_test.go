@@ -101,8 +101,8 @@ func TestPullerPulls(t *testing.T) {
 }
 
 // The acknowledgements of a pulled message do what their names say: a nak
-// brings it back at once, in-progress keeps it past its AckWait, term ends
-// it.
+// brings it back at once, in-progress keeps it past its AckWait, term (with
+// a reason) ends it.
 func TestPulledMessageAcks(t *testing.T) {
 	q, _, p := pullEnv(t, 2, ConsumerConfig{AckWait: 500 * time.Millisecond})
 	p.Expires = 300 * time.Millisecond
@@ -129,7 +129,9 @@ func TestPulledMessageAcks(t *testing.T) {
 	if md.Sequence.Stream != 1 || md.NumDelivered != 2 {
 		t.Fatalf("redelivery: %+v", md)
 	}
-	if err := again[0].Term(); err != nil {
+	// Term with a reason (Term alone is nats.Msg's): settled unless it
+	// failed to end the message.
+	if err := again[0].TermWithReason("poison"); err != nil {
 		t.Fatal(err)
 	}
 	if err := got[1].DoubleAck(context.Background()); err != nil {
