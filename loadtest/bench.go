@@ -49,33 +49,33 @@ const SinkES = "es"
 func BenchScenarios() []Scenario {
 	nginx := Workload{Nginx: 1, Pods: 20, NginxBytes: 180}
 	return []Scenario{
-		{"forward packed, ack, 1 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false, ""},
-		{"forward packed, ack, 4 conn", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false, ""},
-		{"forward message, ack, 1 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}, "", "", false, ""},
-		{"forward message, ack, 4 conn", Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}, "", "", false, ""},
-		{"forward gzip, ack, 1 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}, "", "", false, ""},
-		{"forward gzip, ack, 4 conn", Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", "", false, ""},
-		{"http json, 1 conn", Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}, "", "", false, ""},
-		{"http json, 4 conn", Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}, "", "", false, ""},
+		{Name: "forward packed, ack, 1 conn", Config: Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 1, Records: 1000000, Workload: nginx}},
+		{Name: "forward packed, ack, 4 conn", Config: Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}},
+		{Name: "forward message, ack, 1 conn", Config: Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 1, Records: 20000, Workload: nginx}},
+		{Name: "forward message, ack, 4 conn", Config: Config{Protocol: "forward", Mode: "message", Ack: true, Connections: 4, Records: 40000, Workload: nginx}},
+		{Name: "forward gzip, ack, 1 conn", Config: Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 1, Records: 500000, Workload: nginx}},
+		{Name: "forward gzip, ack, 4 conn", Config: Config{Protocol: "forward", Mode: "gzip", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}},
+		{Name: "http json, 1 conn", Config: Config{Protocol: "http", Mode: "json", Connections: 1, Records: 300000, Workload: nginx}},
+		{Name: "http json, 4 conn", Config: Config{Protocol: "http", Mode: "json", Connections: 4, Records: 600000, Workload: nginx}},
 		// OTLP in, the same records in requests of 1000 (PrintBench compares
 		// them with "forward packed, ack" on as many connections).
-		{"otlp http protobuf, 1 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 1, Records: 1000000, Workload: nginx}, "", "", false, ""},
-		{"otlp http protobuf, 4 conn", Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false, ""},
-		{"otlp grpc, 4 conn", Config{Protocol: "otlp", Mode: OTLPGRPC, Connections: 4, Records: 2000000, Workload: nginx}, "", "", false, ""},
+		{Name: "otlp http protobuf, 1 conn", Config: Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 1, Records: 1000000, Workload: nginx}},
+		{Name: "otlp http protobuf, 4 conn", Config: Config{Protocol: "otlp", Mode: OTLPProtobuf, Connections: 4, Records: 2000000, Workload: nginx}},
+		{Name: "otlp grpc, 4 conn", Config: Config{Protocol: "otlp", Mode: OTLPGRPC, Connections: 4, Records: 2000000, Workload: nginx}},
 		// A fleet: many forwarders, each sending one 20-record chunk a second.
-		{"fleet, 100 conn x 20 rec/s", fleet(100), "", "", false, ""},
-		{"fleet, 1000 conn x 20 rec/s", fleet(1000), "", "", false, ""},
-		{"fleet, 2000 conn x 20 rec/s", fleet(2000), "", "", false, ""},
+		{Name: "fleet, 100 conn x 20 rec/s", Config: fleet(100)},
+		{Name: "fleet, 1000 conn x 20 rec/s", Config: fleet(1000)},
+		{Name: "fleet, 2000 conn x 20 rec/s", Config: fleet(2000)},
 		// The cost of multiline joining on lines that start no group.
-		{"forward packed, ack, 4 conn, java multiline", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, "java", "", false, ""},
+		{Name: "forward packed, ack, 4 conn, java multiline", Config: Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, Multiline: "java"},
 		// Forward in, the Elasticsearch sink out, into VictoriaLogs.
-		{"forward packed, ack, 4 conn, elasticsearch", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", SinkES, false, ""},
+		{Name: "forward packed, ack, 4 conn, elasticsearch", Config: Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, Sink: SinkES},
 		// JetStream as production runs it: three servers, three replicas.
-		{"forward packed, ack, 4 conn, 3-node JetStream", Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, "", "", false, NATS3Node},
-		{"fleet, 2000 conn x 20 rec/s, 3-node JetStream", fleet(2000), "", "", false, NATS3Node},
+		{Name: "forward packed, ack, 4 conn, 3-node JetStream", Config: Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 1000000, Workload: nginx}, NATS: NATS3Node},
+		{Name: "fleet, 2000 conn x 20 rec/s, 3-node JetStream", Config: fleet(2000), NATS: NATS3Node},
 		// Balancing: 12 forwarders, one replica, then three, then two.
-		{"cluster, 12 forwarders, 1 -> 3 -> 2 replicas", Config{Protocol: "forward", Mode: "packed", Ack: true, Resend: true,
-			Connections: clusterForwarders, Rate: 2000, ChunkRecords: 100, Duration: 30 * time.Second, Workload: nginx}, "", "", true, ""},
+		{Name: "cluster, 12 forwarders, 1 -> 3 -> 2 replicas", Config: Config{Protocol: "forward", Mode: "packed", Ack: true, Resend: true,
+			Connections: clusterForwarders, Rate: 2000, ChunkRecords: 100, Duration: 30 * time.Second, Workload: nginx}, Cluster: true},
 	}
 }
 
