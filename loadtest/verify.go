@@ -56,7 +56,9 @@ type Verification struct {
 	Waited time.Duration
 	// LastWrite, for a file sink directory, is the latest modification
 	// time of the files that hold the run's records: when the last of them
-	// was written, however long reading them back took.
+	// was written, however long reading them back took. For VictoriaLogs
+	// it is when the server first held as many of the run's rows as were
+	// acknowledged, however long counting the distinct ones took.
 	LastWrite time.Time
 	// DuplicatesAllowed is the target's AllowDuplicates.
 	DuplicatesAllowed bool
@@ -100,9 +102,11 @@ func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verif
 	start := time.Now()
 	deadline := start.Add(wait)
 	files := newFileScanner(t.FileDir, r.RunID)
+	vl := &victoriaLogsWaiter{base: t.VictoriaLogsURL, run: r.RunID}
 	for {
 		var v Verification
 		var err error
+		last := time.Now().After(deadline)
 		switch {
 		case t.FileDir != "":
 			v, err = files.poll(acked)
@@ -111,12 +115,12 @@ func Verify(ctx context.Context, r *Report, t Target, wait time.Duration) (Verif
 		case t.MetricsURL != "":
 			v, err = verifyMetrics(ctx, t, len(acked))
 		case t.VictoriaLogsURL != "":
-			v, err = verifyVictoriaLogs(ctx, t.VictoriaLogsURL, r.RunID, len(acked))
+			v, err = vl.poll(ctx, len(acked), last)
 		default:
 			return Verification{}, errors.New("verify: no target (a file sink directory, an Elasticsearch index or sluice's metrics)")
 		}
 		v.Waited, v.DuplicatesAllowed = time.Since(start), t.AllowDuplicates
-		if err != nil || v.Lost == 0 || time.Now().After(deadline) {
+		if err != nil || v.Lost == 0 || last {
 			return v, err
 		}
 		select {
