@@ -1,34 +1,16 @@
-package loadtest
+package loadtest_test
 
 import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// startVictoriaLogs runs the VictoriaLogs binary that `make test` builds
-// (SLUICE_VICTORIALOGS) on a loopback port.
-func startVictoriaLogs(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("SLUICE_VICTORIALOGS")
-	if bin == "" {
-		bin, _ = filepath.Abs("../bin/victoria-logs")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("VictoriaLogs is needed for this test: run .ci/victoria-logs (make test does) or set SLUICE_VICTORIALOGS: %v", err)
-	}
-	stop, base, err := StartVictoriaLogs(context.Background(), bin, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	return base
-}
+	"github.com/sluicelog/sluice/internal/vltest"
+	"github.com/sluicelog/sluice/loadtest"
+)
 
 // The VictoriaLogs wait counts the run's rows, cheaply, until they are as
 // many as were acknowledged, takes that moment as the end of the run, and
@@ -36,7 +18,7 @@ func startVictoriaLogs(t *testing.T) string {
 // duplicated. When the rows never come, the distinct count runs at the end
 // of the wait.
 func TestVerifyVictoriaLogsCountsOnceArrived(t *testing.T) {
-	base := startVictoriaLogs(t)
+	base := vltest.Start(t)
 	var b strings.Builder
 	for _, n := range []int{0, 1, 2, 4, 5, 5, 6, 7, 8, 9} { // 3 lost, 5 twice
 		fmt.Fprintf(&b, "{\"create\":{}}\n{\"@timestamp\":%q,\"lg_run\":\"abcd\",\"lg_seq\":\"%010d\",\"log\":\"l\"}\n",
@@ -55,9 +37,9 @@ func TestVerifyVictoriaLogsCountsOnceArrived(t *testing.T) {
 
 	// Ten rows of the run, ten acked: the rows are there, so the run
 	// ended before the wait did.
-	rep := &Report{RunID: "abcd", Acked: []Span{{0, 6}, {6, 4}}}
+	rep := &loadtest.Report{RunID: "abcd", Acked: []loadtest.Span{{0, 6}, {6, 4}}}
 	start := time.Now()
-	v, err := Verify(context.Background(), rep, Target{VictoriaLogsURL: base}, 2*time.Second)
+	v, err := loadtest.Verify(context.Background(), rep, loadtest.Target{VictoriaLogsURL: base}, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +51,9 @@ func TestVerifyVictoriaLogsCountsOnceArrived(t *testing.T) {
 	}
 
 	// Twenty acked: the rows never reach them, and the end is the wait's.
-	rep = &Report{RunID: "abcd", Acked: []Span{{0, 20}}}
+	rep = &loadtest.Report{RunID: "abcd", Acked: []loadtest.Span{{0, 20}}}
 	start = time.Now()
-	v, err = Verify(context.Background(), rep, Target{VictoriaLogsURL: base}, 300*time.Millisecond)
+	v, err = loadtest.Verify(context.Background(), rep, loadtest.Target{VictoriaLogsURL: base}, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,11 @@ package app
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,29 +14,9 @@ import (
 
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/enrich/kube"
-	"github.com/sluicelog/sluice/loadtest"
+	"github.com/sluicelog/sluice/internal/vltest"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 )
-
-// victoriaLogs runs VictoriaLogs, a log store that speaks Elasticsearch's
-// bulk API, as a child process on a loopback port. `make test` builds it
-// (.ci/victoria-logs) and names it in SLUICE_VICTORIALOGS.
-func victoriaLogs(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("SLUICE_VICTORIALOGS")
-	if bin == "" {
-		bin, _ = filepath.Abs("../../../bin/victoria-logs")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("VictoriaLogs is needed for this test: run .ci/victoria-logs (make test does) or set SLUICE_VICTORIALOGS: %v", err)
-	}
-	stop, base, err := loadtest.StartVictoriaLogs(context.Background(), bin, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	return base
-}
 
 // logsQL runs a LogsQL query and returns the JSON lines of the answer.
 func logsQL(t *testing.T, base, query string) []map[string]any {
@@ -73,7 +50,7 @@ func logsQL(t *testing.T, base, query string) []map[string]any {
 // time, its message and the nested kubernetes block (labels with dots
 // replaced).
 func TestElasticsearchSinkIntoVictoriaLogs(t *testing.T) {
-	vl := victoriaLogs(t)
+	vl := vltest.Start(t)
 	cfg := testConfig(t, t.TempDir(), t.TempDir())
 	on := true
 	cfg.Enrich.Enabled = &on
