@@ -141,7 +141,7 @@ func StartVictoriaLogs(ctx context.Context, bin, dir string) (stop func(), base 
 // victoriaLogsWaiter waits for a VictoriaLogs server at little cost.
 //
 // Counting a run's distinct records (count_uniq of lg_seq) reads every one
-// of them: half a second of both cores for a million records. Polled every
+// of them: half a second for a million records. Polled every
 // 50 ms while the records arrived, it took the machine from the server and
 // from the aggregator being measured, the more so the longer that
 // aggregator took. And the server shows a row to queries only about a
