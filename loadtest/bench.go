@@ -66,6 +66,11 @@ func BenchScenarios() []Scenario {
 		{Name: "fleet, 100 conn x 20 rec/s", Config: fleet(100)},
 		{Name: "fleet, 1000 conn x 20 rec/s", Config: fleet(1000)},
 		{Name: "fleet, 2000 conn x 20 rec/s", Config: fleet(2000)},
+		// The same fleet with tags of their own, as node forwarders send
+		// them (a tag for each container's log file): 2,000 tags, each
+		// forwarder sending 8 of them, each tag sent by 8 forwarders. The
+		// rows above share 20 tags among every forwarder.
+		{Name: "fleet, 2000 conn x 20 rec/s, 2000 tags", Config: fleetTags(2000, 2000)},
 		// The cost of multiline joining on lines that start no group.
 		{Name: "forward packed, ack, 4 conn, java multiline", Config: Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: 4, Records: 2000000, Workload: nginx}, Multiline: "java"},
 		// Forward in, the Elasticsearch sink out, into VictoriaLogs.
@@ -96,10 +101,13 @@ func (sc Scenario) Scaled(f float64) Scenario {
 }
 
 // fleet is a scenario of n forwarders, each sending one chunk of 20
-// records a second with acks, for 20 seconds.
-func fleet(n int) Config {
+// records a second with acks, for 20 seconds, with 20 tags among them.
+func fleet(n int) Config { return fleetTags(n, 20) }
+
+// fleetTags is fleet with the records spread over this many tags (pods).
+func fleetTags(n, tags int) Config {
 	return Config{Protocol: "forward", Mode: "packed", Ack: true, Connections: n, Rate: 20, ChunkRecords: 20,
-		Duration: 20 * time.Second, Workload: Workload{Nginx: 1, Pods: 20, NginxBytes: 180}}
+		Duration: 20 * time.Second, Workload: Workload{Nginx: 1, Pods: tags, NginxBytes: 180}}
 }
 
 // BenchRow is one measured scenario.

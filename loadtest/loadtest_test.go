@@ -578,3 +578,47 @@ func TestJetStream3(t *testing.T) {
 		}
 	}
 }
+
+// The fleet with tags of its own sends each tag from a few forwarders and
+// a few tags from each, as node forwarders do; the other fleets share 20
+// tags among all of them. Counted from the requests the workers prepare.
+func TestFleetTags(t *testing.T) {
+	for _, c := range []struct {
+		name                  string
+		tags, perConn, byConn int // distinct tags; tags a connection sends; connections a tag comes from
+	}{
+		{"fleet, 2000 conn x 20 rec/s, 2000 tags", 2000, 8, 8},
+		{"fleet, 2000 conn x 20 rec/s", 20, 8, 800},
+	} {
+		i := slices.IndexFunc(BenchScenarios(), func(sc Scenario) bool { return sc.Name == c.name })
+		if i < 0 {
+			t.Fatalf("no scenario %q", c.name)
+		}
+		cfg := BenchScenarios()[i].Config
+		cfg.Workload.setDefaults()
+		conns := map[string]map[int]bool{}
+		for id := range cfg.Connections {
+			enc := &encoder{cfg: &cfg, pods: cfg.Workload.pods(), rand: rand.New(rand.NewPCG(uint64(id), 7)), at: time.Now()}
+			tags := map[string]bool{}
+			for _, r := range (&worker{}).prepare(&cfg, enc, id) {
+				tags[r.tag] = true
+				if conns[r.tag] == nil {
+					conns[r.tag] = map[int]bool{}
+				}
+				conns[r.tag][id] = true
+			}
+			if len(tags) != c.perConn {
+				t.Fatalf("%s: connection %d sends %d tags, want %d", c.name, id, len(tags), c.perConn)
+			}
+		}
+		if len(conns) != c.tags {
+			t.Errorf("%s: %d tags, want %d", c.name, len(conns), c.tags)
+		}
+		for tag, ids := range conns {
+			if len(ids) != c.byConn {
+				t.Errorf("%s: %s comes from %d connections, want %d", c.name, tag, len(ids), c.byConn)
+				break
+			}
+		}
+	}
+}
