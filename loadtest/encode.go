@@ -62,6 +62,12 @@ type encoder struct {
 	at   time.Time
 }
 
+// newEncoder is the encoder of worker id: its random lines are the same in
+// every run.
+func newEncoder(cfg *Config, id int) *encoder {
+	return &encoder{cfg: cfg, pods: cfg.Workload.pods(), rand: rand.New(rand.NewPCG(uint64(id), 7)), at: time.Now()}
+}
+
 // record returns the msgpack record (map) and the offset of its seq digits.
 func (e *encoder) record(dst []byte, log string) ([]byte, int) {
 	dst = msgp.AppendMapHeader(dst, 4)

@@ -598,7 +598,7 @@ func TestFleetTags(t *testing.T) {
 		cfg.Workload.setDefaults()
 		conns := map[string]map[int]bool{}
 		for id := range cfg.Connections {
-			enc := &encoder{cfg: &cfg, pods: cfg.Workload.pods(), rand: rand.New(rand.NewPCG(uint64(id), 7)), at: time.Now()}
+			enc := newEncoder(&cfg, id)
 			tags := map[string]bool{}
 			for _, r := range (&worker{}).prepare(&cfg, enc, id) {
 				tags[r.tag] = true

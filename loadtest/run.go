@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -179,7 +178,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			enc := &encoder{cfg: &cfg, pods: cfg.Workload.pods(), rand: mrand.New(mrand.NewPCG(uint64(i), 7)), at: time.Now()}
+			enc := newEncoder(&cfg, i)
 			reqs := w.prepare(&cfg, enc, i)
 			ready.Done()
 			<-begin
