@@ -279,6 +279,11 @@ func median[T cmp.Ordered](runs []BenchRow, f func(BenchRow) T) (mid, lo, hi T) 
 	for i, r := range runs {
 		v[i] = f(r)
 	}
+	return spread(v)
+}
+
+// spread sorts v (not empty) and returns its middle value and its range.
+func spread[T cmp.Ordered](v []T) (mid, lo, hi T) {
 	slices.Sort(v)
 	return v[len(v)/2], v[0], v[len(v)-1]
 }
@@ -599,8 +604,8 @@ func pairedCPU(s, peer BenchRow) string {
 		}
 		r = append(r, float64(c)/float64(peer.CPURuns[i]))
 	}
-	slices.Sort(r)
-	return fmt.Sprintf("%.2f (%.2f–%.2f)", r[n/2], r[0], r[n-1])
+	mid, lo, hi := spread(r)
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", mid, lo, hi)
 }
 
 // printOTLPRatios compares each OTLP scenario with Forward's on as many
