@@ -18,7 +18,8 @@ import (
 
 // By default each message's entries are stored compressed with S2, and
 // come back as they went in; entries that would not shrink are stored as
-// they are, and compression: none stores everything as it is.
+// they are, and compression: none stores everything as it is. (Batch
+// messages: TestBatchGathersChunks.)
 func TestStreamCompression(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	noise := make([]byte, 3000)
@@ -38,7 +39,11 @@ func TestStreamCompression(t *testing.T) {
 		{CompressionS2, random, chunk.Encoding, false},
 		{CompressionNone, logs, chunk.Encoding, false},
 	} {
-		q, _ := openQueue(t, func(c *Config) { c.Stream.Compression = tc.compression })
+		q, _ := openQueue(t, func(c *Config) {
+			c.Stream.Compression = tc.compression
+			off := false
+			c.Batch.Enabled = &off
+		})
 		if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
 			t.Fatal(err)
 		}

@@ -34,6 +34,7 @@ type metrics struct {
 	published   prometheus.Counter
 	entryBytes  prometheus.Counter // entries published
 	storedBytes prometheus.Counter // message bodies published
+	batched     prometheus.Counter // chunks published in batch messages
 	publishErrs *prometheus.CounterVec
 	latency     prometheus.Histogram
 }
@@ -43,6 +44,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_queue_published_messages_total",
 			Help: "Messages stored in the log stream (PubAck received).",
+		}),
+		batched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_batched_chunks_total",
+			Help: "Chunks stored in batch messages, several small chunks to a message (nats.batch).",
 		}),
 		publishErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_queue_publish_errors_total",
@@ -62,7 +67,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	r.MustRegister(m.published, m.publishErrs, m.entryBytes, m.storedBytes, m.latency)
+	r.MustRegister(m.published, m.batched, m.publishErrs, m.entryBytes, m.storedBytes, m.latency)
 	return m
 }
 
@@ -128,6 +133,9 @@ func MsgID(chunkID, tag string, entries []byte) string {
 // over the entries, before compression; a chunk without an ID keeps the
 // nonce Publish gives it).
 func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
+	if q.batcher != nil && q.batcher.fits(c) {
+		return q.batcher.add(c)
+	}
 	parts, err := q.split(c.Entries, c.Count)
 	if err != nil {
 		return nil, err

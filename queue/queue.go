@@ -56,6 +56,8 @@ type Config struct {
 	PublishTimeout time.Duration `yaml:"publish_timeout"`
 	// MaxPendingPublishes bounds the publishes awaiting a PubAck, in total.
 	MaxPendingPublishes int `yaml:"max_pending_publishes"`
+	// Batch gathers small chunks into batch messages (see BatchConfig).
+	Batch BatchConfig `yaml:"batch"`
 }
 
 // EmbeddedConfig configures the embedded nats-server.
@@ -154,6 +156,7 @@ func (c *Config) SetDefaults() {
 	if c.MaxPendingPublishes == 0 {
 		c.MaxPendingPublishes = 1024
 	}
+	c.Batch.setDefaults()
 }
 
 // Validate checks the configuration; error texts start with the field name.
@@ -205,6 +208,7 @@ func (c *Config) Validate() error {
 	if c.MaxPendingPublishes < 1 {
 		add("max_pending_publishes", "must be positive")
 	}
+	c.Batch.validate(add, maxMessageBytes-8<<10)
 	return errors.Join(errs...)
 }
 
@@ -234,6 +238,8 @@ type Queue struct {
 	maxMsg     int
 	metrics    *metrics
 	subjectFor *subjectCache
+	batcher    *batcher // nil when batching is off
+	seen       *Seen
 	// expectStream makes JetStream refuse a message that would land in
 	// another stream; made once, not per publish.
 	expectStream jetstream.PublishOpt
@@ -301,11 +307,17 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 		Replicas:    cfg.Stream.Replicas,
 		Duplicates:  cfg.Stream.DuplicateWindow,
 	}
+	sc.RePublish = q.keysRepublish()
 	if cfg.Stream.Retention == "limits" {
 		sc.Retention = jetstream.LimitsPolicy
 	}
 	if cfg.Stream.Discard == "old" {
 		sc.Discard = jetstream.DiscardOld
+	}
+	// The keys stream first: the log stream republishes into it.
+	if err := q.createKeysStream(ctx); err != nil {
+		q.Close()
+		return nil, err
 	}
 	q.stream, err = q.js.CreateOrUpdateStream(ctx, sc)
 	if err != nil {
@@ -320,6 +332,17 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 		return nil, err
 	}
 	q.metrics = newMetrics(set.Registerer)
+	if b := cfg.Batch; b.Enabled != nil && *b.Enabled {
+		// The keys header takes up to 24 bytes a chunk beside the body.
+		maxBytes := min(int(b.MaxBytes), q.maxMsg-maxBatchChunks*24)
+		q.batcher = &batcher{q: q, linger: b.Linger, maxBytes: maxBytes, maxChunk: min(int(b.MaxChunkBytes), maxBytes)}
+	}
+	// Batch messages may come from other replicas whatever this one's
+	// setting: the index always runs.
+	if q.seen, err = q.startSeen(ctx); err != nil {
+		q.Close()
+		return nil, err
+	}
 	return q, nil
 }
 
@@ -411,6 +434,9 @@ func (q *Queue) Healthy() error {
 // Close closes the connection after flushing what it has buffered and stops
 // the embedded server. It is safe to call more than once.
 func (q *Queue) Close() {
+	if q.seen != nil {
+		q.seen.Stop()
+	}
 	if q.nc != nil {
 		_ = q.nc.FlushTimeout(5 * time.Second)
 		q.nc.Close()

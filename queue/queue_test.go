@@ -256,9 +256,11 @@ func TestConfigValidate(t *testing.T) {
 	c.Embedded.MaxPayload = units.ByteSize(1)
 	c.PublishTimeout = -1
 	c.MaxPendingPublishes = -1
+	c.Batch = BatchConfig{Linger: -time.Millisecond, MaxBytes: 10, MaxChunkBytes: 20}
 	err := c.Validate()
 	for _, f := range []string{"embedded.store_dir:", "embedded.max_payload:", "stream.name:", "stream.subject_prefix:",
-		"stream.max_bytes:", "stream.replicas:", "publish_timeout:", "max_pending_publishes:"} {
+		"stream.max_bytes:", "stream.replicas:", "publish_timeout:", "max_pending_publishes:",
+		"batch.linger:", "batch.max_bytes:", "batch.max_chunk_bytes:"} {
 		if err == nil || !strings.Contains(err.Error(), f) {
 			t.Errorf("%v does not name %s", err, f)
 		}

@@ -67,6 +67,11 @@ type RunnerConfig struct {
 	// Observe, when set, sees each batch once, just before its first
 	// write (the tap); it must not block or keep the records.
 	Observe func(recs []Record)
+	// Seen, when set, tells a resent chunk in a batch message from its
+	// first copy (queue.Seen); the resend is settled without being written.
+	Seen interface {
+		Earlier(ctx context.Context, key string, seq uint64, stored time.Time) (bool, error)
+	}
 }
 
 // Transform rewrites a record: it appends the new msgpack record to dst and
@@ -164,7 +169,7 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 		Help:        "Time from a chunk's storage in JetStream to its acknowledgement by the sink (all its records delivered, dead or filtered out).",
 		ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.001, 2, 20)})
 	filtered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_records_filtered_total",
-		Help: "Records the sink does not take: reason match (tag patterns), condition (false) or condition_error.", ConstLabels: l}, []string{"reason"})
+		Help: "Records the sink does not take: reason match (tag patterns), condition (false), condition_error or resent (a forwarder's resend of a chunk stored earlier, in a batch message).", ConstLabels: l}, []string{"reason"})
 	redeliveries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_redeliveries_total",
 		Help:        "Messages JetStream delivered again, by what the runner did: joined (the first delivery was still in flight here; settled with it), skipped (settled here moments ago; acknowledged again, not written) or written (neither: written again).",
 		ConstLabels: l}, []string{"outcome"})
@@ -223,9 +228,10 @@ type Runner struct {
 
 	msgs      chan *message // fetched, for run; closed when fetching stops
 	batches   chan []Record
-	batchPool sync.Pool // of *[]Record
-	scratch   []Record  // records of one message, reused by run
-	spans     [][2]int  // transformed record spans, reused by run
+	batchPool sync.Pool    // of *[]Record
+	scratch   []Record     // records of one message, reused by run
+	parts     []queue.Part // chunks of one message, reused by run
+	spans     [][2]int     // transformed record spans, reused by run
 
 	mu          sync.Mutex
 	inflight    map[uint64]*message // by stream sequence, from fetch to settle
@@ -528,24 +534,42 @@ func (r *Runner) run() {
 // records are in scratch space, valid until the next call.
 func (r *Runner) records(msg *message) []Record {
 	m := msg.msg
-	c, pooled, err := queue.ChunkFromMsg(m)
-	if pooled {
-		msg.decoded = c.Entries
-	}
+	parts, decoded, err := queue.PartsFromMsg(m, r.parts)
+	r.parts = parts
+	msg.decoded = decoded
 	recs := r.scratch[:0]
-	if err == nil {
-		for off, i := 0, 0; off < len(c.Entries); i++ {
+	unmatched, resent := 0, 0
+	index := 0 // a record's index counts over the whole message
+	for _, p := range parts {
+		if err != nil {
+			break
+		}
+		left := &unmatched // where the part's records are counted if not taken
+		take := r.cfg.MatchTag == nil || r.cfg.MatchTag(p.Tag)
+		if take && p.Key != "" && r.cfg.Seen != nil {
+			var dup bool
+			if dup, err = r.cfg.Seen.Earlier(r.hard, p.Key, msg.seq, msg.stored); err != nil {
+				return nil // stopping: the message is redelivered
+			}
+			take, left = !dup, &resent
+		}
+		for off := 0; off < len(p.Entries); index++ {
 			var e chunk.Entry
-			if e, off, err = chunk.ReadEntry(c.Entries, off); err != nil {
+			if e, off, err = chunk.ReadEntry(p.Entries, off); err != nil {
 				break
 			}
-			recs = append(recs, Record{Tag: c.Tag, Entry: e, Seq: msg.seq, Index: i})
+			if take {
+				recs = append(recs, Record{Tag: p.Tag, Entry: e, Seq: msg.seq, Index: index})
+			} else {
+				*left++
+			}
 		}
 	}
-	if err == nil && r.cfg.MatchTag != nil && !r.cfg.MatchTag(c.Tag) {
-		r.m.filtered.WithLabelValues("match").Add(float64(len(recs)))
-		r.ack(msg)
-		return nil
+	if err == nil && unmatched > 0 {
+		r.m.filtered.WithLabelValues("match").Add(float64(unmatched))
+	}
+	if err == nil && resent > 0 {
+		r.m.filtered.WithLabelValues("resent").Add(float64(resent))
 	}
 	if err != nil {
 		// Not a chunk sluice wrote, or damaged: it can never be written, so

@@ -159,6 +159,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			PullMessages: min(64, sc.MaxAckPending),
 			Observe:      a.observe(sc.Name),
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
+			Seen:         a.q.Seen(),
 		}
 		rc.Transform, rc.MatchTag, rc.Keep, rc.Reshape, rc.Scrub = stages.Transform, stages.MatchTag, stages.Keep, stages.Reshape, stages.Scrub
 		pull, err := a.q.NewPuller(cons)

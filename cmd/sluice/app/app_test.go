@@ -284,6 +284,48 @@ func TestResentChunkIsStoredOnce(t *testing.T) {
 	}
 }
 
+// TestResentChunkInAnotherBatchIsWrittenOnce resends a chunk while another
+// forwarder sends a new one, so that the resend is stored beside it in a
+// batch message that JetStream cannot recognise as a duplicate: the sink
+// still writes the chunk once (the key index) and the new chunk whole.
+func TestResentChunkInAnotherBatchIsWrittenOnce(t *testing.T) {
+	out := t.TempDir()
+	cfg := testConfig(t, t.TempDir(), out)
+	cfg.NATS.Batch.Linger = 300 * time.Millisecond // both sends land in one batch
+	validate(t, cfg)
+	a := startApp(t, cfg)
+	defer shutdown(t, a)
+	c1, c2 := dialForward(t, a), dialForward(t, a)
+	defer c1.Close()
+	defer c2.Close()
+	resent := packedChunk("app", 0, 10, "cmVzZW50")
+	if err := c1.SendAck(resent, "cmVzZW50", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- c1.SendAck(resent, "cmVzZW50", 10*time.Second) }()
+	go func() { errs <- c2.SendAck(packedChunk("other", 10, 5, "bmV3"), "bmV3", 10*time.Second) }()
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLines(t, out, 15)
+	waitDrained(t, a, "file")
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), 15)
+	// The resend was stored: in the second message, beside the new chunk.
+	s, err := a.Queue().JetStream().Stream(context.Background(), a.Queue().StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.CachedInfo().State; st.LastSeq != 2 {
+		t.Fatalf("stream last sequence %d, want 2 messages stored", st.LastSeq)
+	}
+	if n := counter(t, a.Registry(), "sluice_sink_records_filtered_total", map[string]string{"reason": "resent"}); n != 10 {
+		t.Errorf("records skipped as resent: %v, want 10", n)
+	}
+}
+
 // blockingSink holds every write until released; it lets a test keep records
 // in the queue.
 type blockingSink struct {

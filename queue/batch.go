@@ -1,0 +1,319 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/sluicelog/sluice/internal/bufpool"
+	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/msgp"
+	"github.com/sluicelog/sluice/internal/units"
+)
+
+// A batch message holds several small chunks, of any tags, gathered for a
+// moment (BatchConfig.Linger) so that a fleet of forwarders sending small
+// chunks costs JetStream one message for many of them: a message stored,
+// delivered, acknowledged and removed is the fleet's main cost per chunk.
+//
+// Its subject is BatchSubject, which no tag escapes to. Its body (before
+// compression) is, for each chunk, a msgpack array [tag, count, key,
+// entries], key being the chunk's deduplication key (MsgID). JetStream
+// deduplicates messages, not the chunks inside them, so the keys are also
+// in the HeaderChunkKeys header, where every replica's Seen index reads
+// them: a chunk whose key is in an earlier batch message of the duplicate
+// window is a forwarder's resend, and sinks skip it.
+const (
+	// EncodingChunks is the encoding header of a batch message.
+	EncodingChunks = "forward-chunks"
+	// EncodingChunksS2 is that of a batch message compressed with S2.
+	EncodingChunksS2 = EncodingChunks + "+s2"
+	// HeaderChunkKeys lists the keys of a batch message's chunks, separated
+	// by spaces.
+	HeaderChunkKeys = "Sluice-Chunk-Keys"
+
+	// batchToken is the subject token of batch messages: Subject escapes
+	// every '%' of a tag to %25 and writes a lone '%' only before a dot or
+	// at the end, so no tag's subject has a token "%chunks".
+	batchToken = "%chunks"
+	// maxBatchChunks bounds the chunks in one batch message (and the keys
+	// header: 23 bytes a chunk).
+	maxBatchChunks = 1024
+)
+
+// BatchConfig configures the gathering of small chunks into batch messages.
+type BatchConfig struct {
+	// Enabled gathers small chunks (the default); off, every chunk is a
+	// message of its own.
+	Enabled *bool `yaml:"enabled"`
+	// Linger is how long the first chunk of a batch waits for others.
+	// Every acknowledgement of a batched chunk waits up to this long.
+	Linger time.Duration `yaml:"linger"`
+	// MaxBytes ends a batch early once its chunks' entries reach it.
+	MaxBytes units.ByteSize `yaml:"max_bytes"`
+	// MaxChunkBytes is the largest chunk gathered; a larger one is a message
+	// of its own, as is a chunk without a forwarder chunk id.
+	MaxChunkBytes units.ByteSize `yaml:"max_chunk_bytes"`
+}
+
+func (c *BatchConfig) setDefaults() {
+	if c.Enabled == nil {
+		on := true
+		c.Enabled = &on
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 256 << 10
+	}
+	if c.MaxChunkBytes == 0 {
+		c.MaxChunkBytes = 64 << 10
+	}
+}
+
+func (c *BatchConfig) validate(add func(field, msg string), maxMsg int) {
+	if c.Linger < 0 || c.Linger > time.Second {
+		add("batch.linger", "must be between 0 and 1s")
+	}
+	if c.MaxBytes < 1<<10 || int(c.MaxBytes) > maxMsg {
+		add("batch.max_bytes", fmt.Sprintf("must be between 1KiB and %d", maxMsg))
+	}
+	if c.MaxChunkBytes < 1 || c.MaxChunkBytes > c.MaxBytes {
+		add("batch.max_chunk_bytes", "must be positive and at most batch.max_bytes")
+	}
+}
+
+// BatchSubject is the subject of batch messages.
+func (q *Queue) BatchSubject() string { return q.cfg.Stream.SubjectPrefix + "." + batchToken }
+
+// batcher gathers chunks into batch messages.
+type batcher struct {
+	q        *Queue
+	linger   time.Duration
+	maxBytes int // a batch body's
+	maxChunk int // a gathered chunk's section
+	mu       sync.Mutex
+	cur      *batch
+}
+
+// batch is one batch message being gathered, then awaiting its PubAck.
+type batch struct {
+	body  []byte // pooled; the sections
+	keys  []byte // the keys header
+	tag   string // the first chunk's tag
+	n     int
+	count int
+	timer *time.Timer
+	start time.Time
+	done  chan struct{} // closed once err is set
+	err   error
+}
+
+// add gathers c into the current batch, which is sent when its linger ends
+// or it is full. The caller checked that c fits (fits).
+func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
+	key := MsgID(c.ID, c.Tag, c.Entries)
+	var full *batch // sent here, outside the lock
+	b.mu.Lock()
+	bt := b.cur
+	if bt != nil && len(bt.body)+sectionBytes(c) > b.maxBytes {
+		full, bt, b.cur = bt, nil, nil
+		full.timer.Stop()
+	}
+	if bt == nil {
+		bt = &batch{body: bufpool.Get(b.maxBytes)[:0], tag: c.Tag, start: time.Now(), done: make(chan struct{})}
+		b.cur = bt
+		bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
+	}
+	bt.body = msgp.AppendArrayHeader(bt.body, 4)
+	bt.body = msgp.AppendStr(bt.body, c.Tag)
+	bt.body = msgp.AppendUint(bt.body, uint64(c.Count))
+	bt.body = msgp.AppendStr(bt.body, key)
+	bt.body = msgp.AppendBin(bt.body, c.Entries)
+	if bt.n > 0 {
+		bt.keys = append(bt.keys, ' ')
+	}
+	bt.keys = append(bt.keys, key...)
+	bt.n++
+	bt.count += c.Count
+	last := bt.n >= maxBatchChunks
+	if last {
+		b.cur = nil
+		bt.timer.Stop()
+	}
+	b.mu.Unlock()
+	if full != nil {
+		b.send(full)
+	}
+	if last {
+		b.send(bt)
+	}
+	return bt, nil
+}
+
+// sectionBytes bounds the bytes c takes in a batch body.
+func sectionBytes(c *chunk.Chunk) int { return len(c.Entries) + len(c.Tag) + 48 }
+
+// fits reports whether c is gathered: a chunk with a forwarder chunk id
+// (a resend of it is recognised) and at most MaxChunkBytes.
+func (b *batcher) fits(c *chunk.Chunk) bool {
+	return c.ID != "" && sectionBytes(c) <= b.maxChunk
+}
+
+// seal sends bt once its linger is over, unless it was sent full.
+func (b *batcher) seal(bt *batch) {
+	b.mu.Lock()
+	if b.cur != bt {
+		b.mu.Unlock()
+		return
+	}
+	b.cur = nil
+	b.mu.Unlock()
+	b.send(bt)
+}
+
+// send publishes bt and settles it when its PubAck (or failure) comes.
+func (b *batcher) send(bt *batch) {
+	q := b.q
+	data, encoding, buf := bt.body, EncodingChunks, []byte(nil)
+	if q.cfg.Stream.Compression == CompressionS2 {
+		buf = bufpool.Get(s2.MaxEncodedLen(len(bt.body)))
+		if z := s2.Encode(buf[:cap(buf)], bt.body); len(z) < len(bt.body) {
+			data, encoding = z, EncodingChunksS2
+		} else {
+			bufpool.Put(buf)
+			buf = nil
+		}
+	}
+	q.metrics.entryBytes.Add(float64(len(bt.body)))
+	q.metrics.storedBytes.Add(float64(len(data)))
+	id := nuid.Next()
+	if bt.n == 1 {
+		id = string(bt.keys) // a lone chunk: JetStream deduplicates it too
+	}
+	h := nats.Header{
+		HeaderTag:             {bt.tag},
+		HeaderCount:           {countString(bt.count)},
+		HeaderEncoding:        {encoding},
+		HeaderChunkKeys:       {string(bt.keys)},
+		jetstream.MsgIDHeader: {id},
+	}
+	// Without the expected-stream check of other messages: the log stream
+	// republishes these headers into the keys stream, which would refuse
+	// them for naming the log stream.
+	f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: q.BatchSubject(), Header: h, Data: data})
+	release := func() {
+		if buf != nil {
+			bufpool.Put(buf)
+		}
+		bufpool.Put(bt.body)
+		bt.body = nil
+	}
+	if err != nil {
+		q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
+		bt.err = fmt.Errorf("queue: publish: %w", err)
+		release()
+		close(bt.done)
+		return
+	}
+	go func() {
+		select {
+		case <-f.Ok():
+			q.metrics.published.Inc()
+			q.metrics.batched.Add(float64(bt.n))
+			q.metrics.latency.Observe(time.Since(bt.start).Seconds())
+			release()
+		case err := <-f.Err():
+			// The client may still hold the body: leave it to the collector.
+			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
+			bt.err = fmt.Errorf("queue: store chunk: %w", err)
+		}
+		close(bt.done)
+	}()
+}
+
+// Wait waits until the batch is stored (chunk.Pending).
+func (bt *batch) Wait(ctx context.Context) error {
+	select {
+	case <-bt.done:
+		return bt.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Part is one chunk of a message with its deduplication key: "" for a
+// message of one chunk, which JetStream deduplicates by its message id.
+type Part struct {
+	chunk.Chunk
+	Key string
+}
+
+// ErrBadBatch means a batch message's body is not what sluice writes.
+var ErrBadBatch = errors.New("queue: malformed batch message")
+
+// PartsFromMsg returns the chunks a message carries: one for a message of
+// one chunk (ChunkFromMsg), each of a batch message's otherwise. Entries
+// alias the message data or decoded, a buffer from package bufpool (nil
+// when the message was not compressed) that the caller may give back once
+// it no longer needs the parts. parts is reused: pass the last result.
+func PartsFromMsg(m jetstream.Msg, parts []Part) (_ []Part, decoded []byte, err error) {
+	parts = parts[:0]
+	h := m.Headers()
+	enc := h.Get(HeaderEncoding)
+	if enc != EncodingChunks && enc != EncodingChunksS2 {
+		c, pooled, err := ChunkFromMsg(m)
+		if err != nil {
+			return parts, nil, err
+		}
+		if pooled {
+			decoded = c.Entries
+		}
+		return append(parts, Part{Chunk: *c}), decoded, nil
+	}
+	body := m.Data()
+	if enc == EncodingChunksS2 {
+		if body, err = decompress(body); err != nil {
+			return parts, nil, err
+		}
+		decoded = body
+	}
+	parts, err = readParts(body, parts)
+	return parts, decoded, err
+}
+
+// readParts reads a batch body's sections.
+func readParts(body []byte, parts []Part) ([]Part, error) {
+	for off := 0; off < len(body); {
+		n, next, err := msgp.ReadArrayHeader(body, off)
+		if err != nil || n != 4 {
+			return parts, fmt.Errorf("%w: section at %d is not [tag, count, key, entries]", ErrBadBatch, off)
+		}
+		var tag, key, entries []byte
+		var count uint64
+		if tag, next, err = msgp.ReadStr(body, next); err == nil {
+			if count, next, err = msgp.ReadUint64(body, next); err == nil {
+				if key, next, err = msgp.ReadStr(body, next); err == nil {
+					entries, next, err = msgp.ReadBytes(body, next)
+				}
+			}
+		}
+		if err != nil || count > uint64(len(entries)) {
+			return parts, fmt.Errorf("%w: section at %d: %v", ErrBadBatch, off, err)
+		}
+		parts = append(parts, Part{Chunk: chunk.Chunk{Tag: string(tag), Count: int(count), Entries: entries}, Key: string(key)})
+		off = next
+	}
+	if len(parts) == 0 {
+		return parts, fmt.Errorf("%w: no chunks", ErrBadBatch)
+	}
+	return parts, nil
+}

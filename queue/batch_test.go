@@ -1,0 +1,372 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/msgp"
+)
+
+// publishAll publishes the chunks at once and waits until all are stored.
+func publishAll(t *testing.T, q *Queue, cs []*chunk.Chunk) {
+	t.Helper()
+	var ps []chunk.Pending
+	for _, c := range cs {
+		p, err := q.Publish(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range ps {
+		if err := p.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func testChunk(tag, id string, n int) *chunk.Chunk {
+	return &chunk.Chunk{Tag: tag, ID: id, Count: n, Entries: payload(n, 100)}
+}
+
+// Small chunks with chunk ids, of several tags, published within the linger
+// are stored together in batch messages on the batch subject, and come back
+// as they went in, each with its key; the body is compressed.
+func TestBatchGathersChunks(t *testing.T) {
+	q, reg := openQueue(t, func(c *Config) { c.Batch.Linger = 200 * time.Millisecond })
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	var cs []*chunk.Chunk
+	want := map[string]*chunk.Chunk{}
+	for i := 0; i < 30; i++ {
+		c := testChunk(fmt.Sprintf("app.%d", i%3), fmt.Sprintf("chunk-%02d", i), 1+i%4)
+		cs = append(cs, c)
+		want[MsgID(c.ID, c.Tag, c.Entries)] = c
+	}
+	// A chunk without an id and one above max_chunk_bytes are messages of
+	// their own.
+	lone := []*chunk.Chunk{{Tag: "app.x", Count: 2, Entries: payload(2, 100)}, testChunk("app.big", "big", 700)}
+	publishAll(t, q, append(cs, lone...))
+
+	msgs := fetchAll(t, q, "s")
+	got := map[string]Part{}
+	singles := 0
+	for _, m := range msgs {
+		parts, _, err := PartsFromMsg(m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if enc := m.Headers().Get(HeaderEncoding); enc != EncodingChunksS2 {
+			singles++
+			if len(parts) != 1 || parts[0].Key != "" || m.Subject() == q.BatchSubject() {
+				t.Errorf("message of encoding %s on %s: %d parts, key %q", enc, m.Subject(), len(parts), parts[0].Key)
+			}
+			continue
+		}
+		if m.Subject() != q.BatchSubject() {
+			t.Errorf("batch message on %s, want %s", m.Subject(), q.BatchSubject())
+		}
+		var keys []string
+		for _, p := range parts {
+			got[p.Key] = p
+			keys = append(keys, p.Key)
+		}
+		if h := m.Headers().Get(HeaderChunkKeys); h != strings.Join(keys, " ") {
+			t.Errorf("keys header %q, parts' keys %q", h, keys)
+		}
+	}
+	if singles != 2 {
+		t.Errorf("%d messages of one chunk, want 2 (no chunk id, too big)", singles)
+	}
+	if len(msgs)-singles >= len(cs)/2 {
+		t.Errorf("%d batch messages for %d chunks published at once", len(msgs)-singles, len(cs))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d chunks in batch messages, want %d", len(got), len(want))
+	}
+	for key, c := range want {
+		p := got[key]
+		if p.Tag != c.Tag || p.Count != c.Count || !bytes.Equal(p.Entries, c.Entries) {
+			t.Errorf("chunk %s came back as %q count %d, %d bytes", c.ID, p.Tag, p.Count, len(p.Entries))
+		}
+	}
+	if n := testutil.ToFloat64(q.metrics.batched); n != float64(len(cs)) {
+		t.Errorf("batched chunks counted %v, want %d", n, len(cs))
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A batch never outgrows max_bytes: chunks beyond it start the next batch.
+func TestBatchMaxBytes(t *testing.T) {
+	q, _ := openQueue(t, func(c *Config) {
+		c.Batch.Linger = 200 * time.Millisecond
+		c.Batch.MaxBytes = 8 << 10
+		c.Batch.MaxChunkBytes = 4 << 10
+	})
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	var cs []*chunk.Chunk
+	for i := 0; i < 20; i++ {
+		cs = append(cs, testChunk("app", fmt.Sprint(i), 10)) // about 1.3 KB each
+	}
+	publishAll(t, q, cs)
+	chunks := 0
+	msgs := fetchAll(t, q, "s")
+	for _, m := range msgs {
+		parts, decoded, err := PartsFromMsg(m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := m.Data()
+		if decoded != nil {
+			body = decoded
+		}
+		if len(body) > 8<<10 {
+			t.Errorf("batch body of %d bytes, above max_bytes 8KiB", len(body))
+		}
+		chunks += len(parts)
+	}
+	if chunks != len(cs) || len(msgs) < 3 {
+		t.Errorf("%d chunks in %d messages, want %d in at least 3", chunks, len(msgs), len(cs))
+	}
+}
+
+// A lone chunk in its batch is deduplicated by JetStream (its key is the
+// message id), like a message of one chunk.
+func TestBatchOfOneDeduplicatedByJetStream(t *testing.T) {
+	q, _ := openQueue(t, nil)
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	c := testChunk("app", "once", 3)
+	for i := 0; i < 3; i++ {
+		publishAll(t, q, []*chunk.Chunk{c})
+	}
+	if n := len(fetchAll(t, q, "s")); n != 1 {
+		t.Errorf("%d messages for one chunk published three times, want 1", n)
+	}
+}
+
+// batchMsgs returns the stream's batch messages by sequence.
+func batchMsgs(t *testing.T, q *Queue, sink string) []jetstream.Msg {
+	t.Helper()
+	var out []jetstream.Msg
+	for _, m := range fetchAll(t, q, sink) {
+		if m.Subject() == q.BatchSubject() {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return meta(t, out[i]).Sequence.Stream < meta(t, out[j]).Sequence.Stream })
+	return out
+}
+
+func meta(t *testing.T, m jetstream.Msg) *jetstream.MsgMetadata {
+	t.Helper()
+	md, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md
+}
+
+// earlier asks q's index about every chunk of m.
+func earlier(t *testing.T, q *Queue, m jetstream.Msg) map[string]bool {
+	t.Helper()
+	md := meta(t, m)
+	parts, _, err := PartsFromMsg(m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, p := range parts {
+		dup, err := q.Seen().Earlier(context.Background(), p.Key, md.Sequence.Stream, md.Timestamp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[p.Key] = dup
+	}
+	return out
+}
+
+// A resent chunk stored in another batch message than its first copy is
+// told apart: its key came first at a lower sequence. The keys outlive the
+// messages: a queue opened again on the same store (a restarted replica)
+// knows the keys of a message every sink wrote and the stream removed.
+func TestSeenFindsResentChunk(t *testing.T) {
+	store := t.TempDir()
+	edit := func(c *Config) {
+		c.Embedded.StoreDir = store
+		c.Batch.Linger = 100 * time.Millisecond
+	}
+	q, _ := openQueue(t, edit)
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := testChunk("app", "a", 2), testChunk("app", "b", 2), testChunk("other", "c", 2)
+	ka, kb, kc := MsgID(a.ID, a.Tag, a.Entries), MsgID(b.ID, b.Tag, b.Entries), MsgID(c.ID, c.Tag, c.Entries)
+	publishAll(t, q, []*chunk.Chunk{a, b})
+	publishAll(t, q, []*chunk.Chunk{a, c}) // a resent beside a new chunk
+	msgs := batchMsgs(t, q, "check")
+	if len(msgs) != 2 {
+		t.Fatalf("%d batch messages, want 2", len(msgs))
+	}
+	first, second := earlier(t, q, msgs[0]), earlier(t, q, msgs[1])
+	if first[ka] || first[kb] || len(first) != 2 {
+		t.Errorf("first message %v, want a and b, neither resent", first)
+	}
+	if !second[ka] || second[kc] || len(second) != 2 {
+		t.Errorf("second message %v, want a resent and c not", second)
+	}
+
+	// Every sink writes both (the consumers ack them) and they go.
+	fetchAll(t, q, "s")
+	q.Close()
+	q2, _ := openQueue(t, edit)
+	if st, err := q2.stream.Info(context.Background()); err != nil || st.State.Msgs != 0 {
+		t.Fatalf("stream after every sink acked: %+v, %v; want empty", st.State, err)
+	}
+	publishAll(t, q2, []*chunk.Chunk{b, testChunk("app", "d", 1)}) // b resent after a restart
+	msgs = batchMsgs(t, q2, "after")
+	if len(msgs) != 1 {
+		t.Fatalf("%d batch messages after the restart, want 1", len(msgs))
+	}
+	if got := earlier(t, q2, msgs[0]); !got[kb] || len(got) != 2 {
+		t.Errorf("after a restart: %v, want b resent", got)
+	}
+}
+
+// Outside the duplicate window the same key is not a resend.
+func TestSeenWindow(t *testing.T) {
+	q, _ := openQueue(t, func(c *Config) { c.Stream.DuplicateWindow = time.Second })
+	s := q.Seen()
+	key := MsgID("a", "app", []byte{1})
+	t0 := time.Now()
+	at := []time.Time{t0, t0.Add(500 * time.Millisecond), t0.Add(3 * time.Second)}
+	for i, ts := range at {
+		s.addKeys(uint64(i+1), ts, key)
+	}
+	for i, want := range []bool{false, true, false} {
+		if dup, err := s.Earlier(context.Background(), key, uint64(i+1), at[i]); err != nil || dup != want {
+			t.Errorf("seq %d: resend %v (%v), want %v", i+1, dup, err, want)
+		}
+	}
+}
+
+// Earlier waits for the index to read up to the message asked about. If
+// the index does not move in time, it answers "not a resend" (a duplicate,
+// never a loss), counts it, and does not wait again until the index moves.
+// A message stored before the index's window is not waited for.
+func TestSeenWaitsForIndex(t *testing.T) {
+	q, _ := openQueue(t, nil)
+	s := q.Seen()
+	s.wait = 300 * time.Millisecond
+	key := MsgID("a", "app", []byte{1})
+	now := time.Now()
+	s.addKeys(10, now, key)
+	done := make(chan bool)
+	go func() {
+		dup, _ := s.Earlier(context.Background(), key, 12, now)
+		done <- dup
+	}()
+	time.Sleep(50 * time.Millisecond)
+	s.addKeys(12, now, MsgID("b", "app", []byte{1}))
+	if dup := <-done; !dup {
+		t.Error("key of seq 10 not found once the index read seq 12")
+	}
+	start := time.Now()
+	if dup, err := s.Earlier(context.Background(), MsgID("new", "app", []byte{1}), 99, now); dup || err != nil {
+		t.Errorf("index behind: resend %v, %v; want false, nil", dup, err)
+	}
+	if waited := time.Since(start); waited < s.wait {
+		t.Errorf("answered after %v, before the index could catch up (%v)", waited, s.wait)
+	}
+	if n := testutil.ToFloat64(s.timeouts); n != 1 {
+		t.Errorf("timeouts counted %v, want 1", n)
+	}
+	start = time.Now()
+	if _, err := s.Earlier(context.Background(), key, 100, now); err != nil || time.Since(start) > s.wait/2 {
+		t.Errorf("index stalled: waited %v (%v), want no wait", time.Since(start), err)
+	}
+	s.addKeys(13, now, MsgID("c", "app", []byte{1})) // it moves: waits again
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Earlier(ctx, key, 100, now); !errors.Is(err, context.Canceled) {
+		t.Errorf("ended context: %v", err)
+	}
+	if _, err := s.Earlier(context.Background(), key, 100, now.Add(-time.Hour)); err != nil {
+		t.Errorf("message from before the window: %v", err)
+	}
+}
+
+// A batch message whose body is not what sluice writes is refused with
+// ErrBadBatch (the runner sends it to the dead-letter stream).
+func TestDamagedBatch(t *testing.T) {
+	good := msgp.AppendArrayHeader(nil, 4)
+	good = msgp.AppendStr(good, "app")
+	good = msgp.AppendUint(good, 1)
+	good = msgp.AppendStr(good, "key")
+	good = msgp.AppendBin(good, payload(1, 10))
+	if parts, err := readParts(good, nil); err != nil || len(parts) != 1 || parts[0].Tag != "app" || parts[0].Key != "key" {
+		t.Fatalf("good body: %v %+v", err, parts)
+	}
+	three := msgp.AppendArrayHeader(nil, 3)
+	three = msgp.AppendStr(three, "app")
+	countTooBig := msgp.AppendArrayHeader(nil, 4)
+	countTooBig = msgp.AppendStr(countTooBig, "app")
+	countTooBig = msgp.AppendUint(countTooBig, 1000)
+	countTooBig = msgp.AppendStr(countTooBig, "key")
+	countTooBig = msgp.AppendBin(countTooBig, payload(1, 10))
+	for name, body := range map[string][]byte{
+		"empty": nil, "not an array": []byte{0xc0}, "three fields": three,
+		"torn": good[:len(good)-3], "count above the bytes": countTooBig, "trailing garbage": append(append([]byte{}, good...), 0x93),
+	} {
+		if _, err := readParts(body, nil); !errors.Is(err, ErrBadBatch) {
+			t.Errorf("%s: %v, want ErrBadBatch", name, err)
+		}
+	}
+}
+
+func FuzzReadParts(f *testing.F) {
+	good := msgp.AppendArrayHeader(nil, 4)
+	good = msgp.AppendStr(good, "app")
+	good = msgp.AppendUint(good, 1)
+	good = msgp.AppendStr(good, "key")
+	good = msgp.AppendBin(good, payload(1, 10))
+	f.Add(good)
+	f.Add(append(append([]byte{}, good...), good...))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		parts, err := readParts(body, nil)
+		if err != nil {
+			if !errors.Is(err, ErrBadBatch) {
+				t.Fatalf("error %v is not ErrBadBatch", err)
+			}
+			return
+		}
+		total := 0
+		for _, p := range parts {
+			if p.Count < 0 || p.Count > len(p.Entries) {
+				t.Fatalf("count %d for %d bytes", p.Count, len(p.Entries))
+			}
+			total += len(p.Entries)
+		}
+		if total > len(body) {
+			t.Fatalf("%d bytes of entries from a body of %d", total, len(body))
+		}
+	})
+}

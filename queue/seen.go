@@ -1,0 +1,237 @@
+package queue
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Seen knows the chunk keys of the batch messages of the duplicate window,
+// and at which stream sequence each first came. JetStream deduplicates a
+// message by its id; a resent chunk stored in another batch message than its
+// first copy is caught here instead.
+//
+// The log stream republishes the headers of every batch message it stores
+// (its RePublish setting) into a stream of their own, the keys stream
+// (limits retention, kept for two duplicate windows), so that the keys
+// outlive the messages, which go once every sink wrote them. Every replica
+// reads the keys stream in order from one window back, so all of them
+// agree that the copy at the lower sequence is the one to write.
+type Seen struct {
+	window time.Duration
+	wait   time.Duration // how long Earlier waits for the index to catch up
+	from   int64         // Unix ns: the index knows every message stored since
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	cur, old map[[16]byte]seenAt
+	curFrom  int64         // stored time (Unix ns) of cur's first key
+	wake     chan struct{} // closed when last moves
+	last     atomic.Uint64 // the highest log stream sequence read
+	stalled  atomic.Uint64 // last, when a wait for it to move timed out
+
+	cc       jetstream.ConsumeContext
+	stop     sync.Once
+	timeouts prometheus.Counter
+}
+
+type seenAt struct {
+	seq    uint64
+	stored int64 // Unix ns
+}
+
+// KeysStream is the name of the stream of batch messages' keys.
+func (q *Queue) KeysStream() string { return q.cfg.Stream.Name + "_KEYS" }
+
+// keysSubject is where the log stream republishes batch messages' headers.
+func (q *Queue) keysSubject() string { return q.cfg.Stream.SubjectPrefix + "-keys.batch" }
+
+// keysRepublish is the log stream's RePublish setting that feeds the keys
+// stream.
+func (q *Queue) keysRepublish() *jetstream.RePublish {
+	return &jetstream.RePublish{Source: q.BatchSubject(), Destination: q.keysSubject(), HeadersOnly: true}
+}
+
+// createKeysStream creates or updates the keys stream. It must exist before
+// the first batch message: a republish with no stream to take it is lost.
+func (q *Queue) createKeysStream(ctx context.Context) error {
+	_, err := q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        q.KeysStream(),
+		Description: "sluice: chunk keys of batch messages, to tell resent chunks (republished by the log stream)",
+		Subjects:    []string{q.keysSubject()},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      2 * q.cfg.Stream.DuplicateWindow,
+		MaxBytes:    keysStreamBytes,
+		Storage:     jetstream.FileStorage,
+		Replicas:    q.cfg.Stream.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("queue: create stream %s: %w%s", q.KeysStream(), err, storageHint(err))
+	}
+	return nil
+}
+
+// keysStreamBytes bounds the keys stream: about 1 KB a batch message, so
+// 256 MiB holds two windows of 2 minutes at over 1,000 batches a second.
+const keysStreamBytes = 256 << 20
+
+// Seen returns the queue's index of batch messages' chunk keys.
+func (q *Queue) Seen() *Seen { return q.seen }
+
+// startSeen starts reading the keys of the batch messages stored in the
+// last duplicate window and of every one after. Stop ends it.
+func (q *Queue) startSeen(ctx context.Context) (*Seen, error) {
+	s := &Seen{
+		window: q.cfg.Stream.DuplicateWindow,
+		wait:   10 * time.Second,
+		log:    q.set.Logger,
+		cur:    make(map[[16]byte]seenAt),
+		old:    make(map[[16]byte]seenAt),
+		wake:   make(chan struct{}),
+		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_seen_wait_timeouts_total",
+			Help: "Batch messages written without a resend check because the key index did not catch up in time.",
+		}),
+	}
+	now := time.Now()
+	s.from = now.Add(-s.window).UnixNano()
+	// A second earlier: a republish is stored a moment after its message.
+	start := now.Add(-s.window - time.Second)
+	cons, err := q.js.OrderedConsumer(ctx, q.KeysStream(), jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &start,
+		HeadersOnly:   true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue: chunk key index: %w", err)
+	}
+	if s.cc, err = cons.Consume(s.add); err != nil {
+		return nil, fmt.Errorf("queue: chunk key index: %w", err)
+	}
+	if err := q.set.Registerer.Register(s.timeouts); err != nil {
+		s.cc.Stop()
+		return nil, fmt.Errorf("queue: chunk key index metrics: %w", err)
+	}
+	return s, nil
+}
+
+// Stop ends the reading; it may be called more than once.
+func (s *Seen) Stop() { s.stop.Do(s.cc.Stop) }
+
+// add takes in the keys of one batch message, republished with its log
+// stream sequence and time.
+func (s *Seen) add(m jetstream.Msg) {
+	h := m.Headers()
+	seq, err := strconv.ParseUint(h.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return
+	}
+	ts, err := time.Parse(time.RFC3339Nano, h.Get(jetstream.TimeStampHeaer))
+	if err != nil {
+		return
+	}
+	s.addKeys(seq, ts, h.Get(HeaderChunkKeys))
+}
+
+func (s *Seen) addKeys(seq uint64, stored time.Time, keys string) {
+	at := seenAt{seq: seq, stored: stored.UnixNano()}
+	s.mu.Lock()
+	if at.stored-s.curFrom >= int64(s.window) {
+		// Keys are kept between one and two windows.
+		s.old, s.cur, s.curFrom = s.cur, make(map[[16]byte]seenAt, len(s.cur)), at.stored
+	}
+	for _, key := range strings.Fields(keys) {
+		k, ok := keyBytes(key)
+		if !ok {
+			continue
+		}
+		if _, ok := s.cur[k]; ok {
+			continue
+		}
+		if _, ok := s.old[k]; ok {
+			continue
+		}
+		s.cur[k] = at
+	}
+	if at.seq > s.last.Load() {
+		s.last.Store(at.seq)
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+// keyBytes decodes a key (MsgID: 16 bytes in unpadded URL base64).
+func keyBytes(key string) (k [16]byte, ok bool) {
+	if base64.RawURLEncoding.DecodedLen(len(key)) != len(k) {
+		return k, false
+	}
+	n, err := base64.RawURLEncoding.Decode(k[:], []byte(key))
+	return k, err == nil && n == len(k)
+}
+
+// Earlier reports whether the chunk with key, in the batch message at seq
+// stored at stored, is a resend: its key came first in a message at a
+// lower sequence within the duplicate window. It waits until the index has
+// read up to seq, or ctx ends. If the index does not move for 10 s it
+// answers false (a duplicate is better than a stall), and does not wait
+// again until the index moves.
+func (s *Seen) Earlier(ctx context.Context, key string, seq uint64, stored time.Time) (bool, error) {
+	if stored.UnixNano() >= s.from && s.last.Load() < seq {
+		if err := s.waitFor(ctx, seq); err != nil {
+			return false, err
+		}
+	}
+	k, ok := keyBytes(key)
+	if !ok {
+		return false, nil
+	}
+	s.mu.Lock()
+	at, found := s.cur[k]
+	if !found {
+		at, found = s.old[k]
+	}
+	s.mu.Unlock()
+	return found && at.seq < seq && stored.UnixNano()-at.stored <= int64(s.window), nil
+}
+
+// waitFor waits until the index read seq, or timed out.
+func (s *Seen) waitFor(ctx context.Context, seq uint64) error {
+	last := s.last.Load()
+	if last != 0 && s.stalled.Load() == last {
+		return nil // timed out before, and has not moved since
+	}
+	timer := time.NewTimer(s.wait)
+	defer timer.Stop()
+	for s.last.Load() < seq {
+		s.mu.Lock()
+		wake := s.wake
+		s.mu.Unlock()
+		if s.last.Load() >= seq {
+			break
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			s.timeouts.Inc()
+			if s.stalled.Swap(s.last.Load()) != s.last.Load() {
+				s.log.Warn("the chunk key index is behind; writing batch messages without telling resent chunks",
+					"index_at", s.last.Load(), "message", seq)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
