@@ -71,6 +71,36 @@ func TestWorkersEndWhenIdle(t *testing.T) {
 	waitEnded(t, w, "an idle worker still running 10 s after its 10 ms idle time")
 }
 
+// After a burst, the workers the steady load does not need end: work goes
+// to the worker that waited least, so the others reach their idle time. (A
+// worker picked in turn would get work every 100 ms here, below the idle
+// time, and all 100 would live on.)
+func TestWorkersShrinkAfterABurst(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	w := newWorkers(300*time.Millisecond, done)
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	for range 100 {
+		started.Add(1)
+		w.Go(func() { started.Done(); <-release })
+	}
+	started.Wait()
+	close(release)
+	if n := w.live.Load(); n != 100 {
+		t.Fatalf("%d workers for a burst of 100 functions at once", n)
+	}
+	for deadline := time.Now().Add(900 * time.Millisecond); time.Now().Before(deadline); {
+		ran := make(chan struct{})
+		w.Go(func() { close(ran) })
+		<-ran
+		time.Sleep(time.Millisecond)
+	}
+	if n := w.live.Load(); n > 10 {
+		t.Errorf("%d workers live after 900 ms of one function at a time, want a few", n)
+	}
+}
+
 // waitEnded fails with msg unless every worker of w ends within 10 s.
 func waitEnded(t *testing.T, w *workers, msg string) {
 	t.Helper()
