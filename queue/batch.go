@@ -138,6 +138,10 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 	bt.body = msgp.AppendUint(bt.body, uint64(c.Count))
 	bt.body = msgp.AppendStr(bt.body, key)
 	bt.body = msgp.AppendBin(bt.body, c.Entries)
+	// The body never grows past its room (full batches are sent first), so
+	// this copy stays put: the caller's bytes are free (chunk.Copied), and a
+	// republish after a failure reads the copy, which a failed batch keeps.
+	c.Entries = bt.body[len(bt.body)-len(c.Entries) : len(bt.body) : len(bt.body)]
 	if bt.n > 0 {
 		bt.keys = append(bt.keys, ' ')
 	}
@@ -220,7 +224,9 @@ func (b *batcher) send(bt *batch) {
 	if err != nil {
 		q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
 		bt.err = fmt.Errorf("queue: publish: %w", err)
-		release()
+		if buf != nil {
+			bufpool.Put(buf) // not sent; the body stays: the chunks' entries are in it
+		}
 		close(bt.done)
 		return
 	}
@@ -232,13 +238,18 @@ func (b *batcher) send(bt *batch) {
 			q.metrics.latency.Observe(time.Since(bt.start).Seconds())
 			release()
 		case err := <-f.Err():
-			// The client may still hold the body: leave it to the collector.
+			// The client may still hold the message, and the chunks'
+			// entries, republished next, are in the body: leave both to
+			// the collector.
 			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
 			bt.err = fmt.Errorf("queue: store chunk: %w", err)
 		}
 		close(bt.done)
 	}()
 }
+
+// Copied says the chunk's entries were copied into the batch (chunk.Copied).
+func (bt *batch) Copied() {}
 
 // Wait waits until the batch is stored (chunk.Pending).
 func (bt *batch) Wait(ctx context.Context) error {

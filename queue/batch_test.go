@@ -54,7 +54,8 @@ func TestBatchGathersChunks(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		c := testChunk(fmt.Sprintf("app.%d", i%3), fmt.Sprintf("chunk-%02d", i), 1+i%4)
 		cs = append(cs, c)
-		want[MsgID(c.ID, c.Tag, c.Entries)] = c
+		// A copy: Publish points a batched chunk's entries at the batch.
+		want[MsgID(c.ID, c.Tag, c.Entries)] = &chunk.Chunk{Tag: c.Tag, ID: c.ID, Count: c.Count, Entries: bytes.Clone(c.Entries)}
 	}
 	// A chunk without an id and one above max_chunk_bytes are messages of
 	// their own.
@@ -241,7 +242,9 @@ func TestSeenFindsResentChunk(t *testing.T) {
 	if st, err := q2.stream.Info(context.Background()); err != nil || st.State.Msgs != 0 {
 		t.Fatalf("stream after every sink acked: %+v, %v; want empty", st.State, err)
 	}
-	publishAll(t, q2, []*chunk.Chunk{b, testChunk("app", "d", 1)}) // b resent after a restart
+	// b resent after a restart (a chunk of its own: Publish points a batched
+	// chunk's entries at the batch, whose room is reused once stored).
+	publishAll(t, q2, []*chunk.Chunk{testChunk("app", "b", 2), testChunk("app", "d", 1)})
 	msgs = batchMsgs(t, q2, "after")
 	if len(msgs) != 1 {
 		t.Fatalf("%d batch messages after the restart, want 1", len(msgs))

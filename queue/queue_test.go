@@ -68,7 +68,7 @@ func fetchAll(t *testing.T, q *Queue, sink string) []jetstream.Msg {
 		t.Fatal(err)
 	}
 	var out []jetstream.Msg
-	for {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		batch, err := cons.FetchNoWait(100)
 		if err != nil {
 			t.Fatal(err)
@@ -79,10 +79,22 @@ func fetchAll(t *testing.T, q *Queue, sink string) []jetstream.Msg {
 			_ = m.Ack()
 			n++
 		}
-		if n == 0 {
+		if n > 0 {
+			continue
+		}
+		// Nothing delivered: done, unless the consumer has yet to see a
+		// message the stream just stored.
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 {
 			return out
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	t.Fatalf("consumer %s: messages still pending after 10 s", sink)
+	return nil
 }
 
 func TestSubjectEscaping(t *testing.T) {

@@ -972,6 +972,10 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 			return err
 		}
 		it.p, it.err = c.s.pub.Publish(ch)
+		if _, copied := it.p.(chunk.Copied); copied {
+			putBuf(it.buf) // the publisher holds a copy until stored
+			it.buf = nil
+		}
 	}
 	select {
 	case c.pending <- it:

@@ -179,6 +179,17 @@ type Pending interface {
 	Wait(ctx context.Context) error
 }
 
+// Copied is implemented by a Pending whose publisher copied the chunk's
+// entries and pointed Entries at its copy: the bytes the caller passed are
+// free for reuse at once, not only once the chunk is stored. The copy stays
+// readable until the chunk is stored, and for good if storing fails (to
+// publish the chunk again); once the chunk is stored, only len(Entries)
+// is.
+type Copied interface {
+	Pending
+	Copied()
+}
+
 // AppendEntryHead appends what comes before the record of an entry like e:
 // the entry's array header and its time, with e's metadata when it has
 // some ([[time, meta], record]). The caller appends a record after it.
