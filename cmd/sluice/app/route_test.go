@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -12,18 +13,20 @@ import (
 )
 
 // Two sinks on one stream: one takes everything, the other only error
-// records of kube.** tags (a tag pattern and a condition).
+// records of kube.** tags (a tag pattern and a condition). The three tags'
+// chunks come at once from three forwarders and are stored in one batch
+// message: the pattern picks records by their own chunk's tag.
 func TestRoutingByTagAndCondition(t *testing.T) {
 	all, errs := t.TempDir(), t.TempDir()
 	cfg := testConfig(t, t.TempDir(), all)
+	cfg.NATS.Batch.Linger = 300 * time.Millisecond
 	cfg.Sinks = append(cfg.Sinks, config.SinkConfig{Name: "errors", File: &file.Config{Path: errs},
 		Match: []string{"kube.**"}, Condition: `level == "error" && status >= 500`})
 	validate(t, cfg)
 	a := startApp(t, cfg)
 	defer shutdown(t, a)
-	c := dialForward(t, a)
-	defer c.Close()
 	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
+	errc := make(chan error, 3)
 	want := map[int]int{}
 	seq := 0
 	for ci, tag := range []string{"kube.var.log.web", "sys.kernel", "kube.api"} {
@@ -38,7 +41,14 @@ func TestRoutingByTagAndCondition(t *testing.T) {
 			seq++
 		}
 		id := fmt.Sprintf("c%d", ci)
-		if err := c.SendAck(forwardtest.Packed(tag, p, forwardtest.Options{Chunk: id}), id, 10*time.Second); err != nil {
+		c := dialForward(t, a)
+		defer c.Close()
+		go func() {
+			errc <- c.SendAck(forwardtest.Packed(tag, p, forwardtest.Options{Chunk: id}), id, 10*time.Second)
+		}()
+	}
+	for range 3 {
+		if err := <-errc; err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,6 +64,13 @@ func TestRoutingByTagAndCondition(t *testing.T) {
 		if got[s] != 1 {
 			t.Errorf("record %d: %d times in the errors sink", s, got[s])
 		}
+	}
+	s, err := a.Queue().JetStream().Stream(context.Background(), a.Queue().StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := s.CachedInfo().State.LastSeq; last != 1 {
+		t.Errorf("%d messages stored, want the three chunks in one", last)
 	}
 	reg := a.Registry()
 	for reason, n := range map[string]float64{"match": 40, "condition": 60} {
