@@ -133,11 +133,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		b.cur = bt
 		bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
 	}
-	bt.body = msgp.AppendArrayHeader(bt.body, 4)
-	bt.body = msgp.AppendStr(bt.body, c.Tag)
-	bt.body = msgp.AppendUint(bt.body, uint64(c.Count))
-	bt.body = msgp.AppendStr(bt.body, key)
-	bt.body = msgp.AppendBin(bt.body, c.Entries)
+	bt.body = appendSection(bt.body, c.Tag, uint64(c.Count), key, c.Entries)
 	// The body never grows past its room (full batches are sent first), so
 	// this copy stays put: the caller's bytes are free (chunk.Copied), and a
 	// republish after a failure reads the copy, which a failed batch keeps.
@@ -161,6 +157,15 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		b.send(bt)
 	}
 	return bt, nil
+}
+
+// appendSection appends a chunk's section of a batch body.
+func appendSection(body []byte, tag string, count uint64, key string, entries []byte) []byte {
+	body = msgp.AppendArrayHeader(body, 4)
+	body = msgp.AppendStr(body, tag)
+	body = msgp.AppendUint(body, count)
+	body = msgp.AppendStr(body, key)
+	return msgp.AppendBin(body, entries)
 }
 
 // sectionBytes bounds the bytes c takes in a batch body.

@@ -320,21 +320,13 @@ func TestSeenWaitsForIndex(t *testing.T) {
 // A batch message whose body is not what sluice writes is refused with
 // ErrBadBatch (the runner sends it to the dead-letter stream).
 func TestDamagedBatch(t *testing.T) {
-	good := msgp.AppendArrayHeader(nil, 4)
-	good = msgp.AppendStr(good, "app")
-	good = msgp.AppendUint(good, 1)
-	good = msgp.AppendStr(good, "key")
-	good = msgp.AppendBin(good, payload(1, 10))
+	good := appendSection(nil, "app", 1, "key", payload(1, 10))
 	if parts, err := readParts(good, nil); err != nil || len(parts) != 1 || parts[0].Tag != "app" || parts[0].Key != "key" {
 		t.Fatalf("good body: %v %+v", err, parts)
 	}
 	three := msgp.AppendArrayHeader(nil, 3)
 	three = msgp.AppendStr(three, "app")
-	countTooBig := msgp.AppendArrayHeader(nil, 4)
-	countTooBig = msgp.AppendStr(countTooBig, "app")
-	countTooBig = msgp.AppendUint(countTooBig, 1000)
-	countTooBig = msgp.AppendStr(countTooBig, "key")
-	countTooBig = msgp.AppendBin(countTooBig, payload(1, 10))
+	countTooBig := appendSection(nil, "app", 1000, "key", payload(1, 10))
 	for name, body := range map[string][]byte{
 		"empty": nil, "not an array": []byte{0xc0}, "three fields": three,
 		"torn": good[:len(good)-3], "count above the bytes": countTooBig, "trailing garbage": append(append([]byte{}, good...), 0x93),
@@ -346,11 +338,7 @@ func TestDamagedBatch(t *testing.T) {
 }
 
 func FuzzReadParts(f *testing.F) {
-	good := msgp.AppendArrayHeader(nil, 4)
-	good = msgp.AppendStr(good, "app")
-	good = msgp.AppendUint(good, 1)
-	good = msgp.AppendStr(good, "key")
-	good = msgp.AppendBin(good, payload(1, 10))
+	good := appendSection(nil, "app", 1, "key", payload(1, 10))
 	f.Add(good)
 	f.Add(append(append([]byte{}, good...), good...))
 	f.Fuzz(func(t *testing.T, body []byte) {
