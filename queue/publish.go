@@ -128,10 +128,12 @@ func MsgID(chunkID, tag string, entries []byte) string {
 // Publish starts storing c in the stream and returns at once, unless too many
 // publishes await their PubAck, when it blocks (up to the publish timeout).
 // The returned Pending reports when every message of the chunk is stored.
-// c.Entries must stay unchanged until then. Publishing the same chunk again
-// after a failure is safe: the message ids deduplicate it (they are taken
-// over the entries, before compression; a chunk without an ID keeps the
-// nonce Publish gives it).
+// c.Entries must stay unchanged until then, unless the Pending is a
+// chunk.Copied (a chunk gathered into a batch message). Publishing the same
+// chunk again after a failure is safe: the message ids deduplicate it (they
+// are taken over the entries, before compression; a chunk without an ID
+// keeps the nonce Publish gives it), and in a batch message its key does
+// (Seen).
 func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 	if q.batcher != nil && q.batcher.fits(c) {
 		return q.batcher.add(c)

@@ -9,7 +9,9 @@
 // acknowledged it), bounded by MaxBytes with discard-new (a full stream
 // refuses publishes: backpressure, never silent loss) and by MaxAge. A chunk
 // is one message; a chunk above the message size limit is split at entry
-// boundaries. Headers carry the tag, the entry count and the encoding.
+// boundaries; small chunks with chunk ids are gathered into batch messages
+// (batch.go), whose resends Seen tells apart. Headers carry the tag, the
+// entry count and the encoding.
 package queue
 
 import (
