@@ -27,6 +27,7 @@ func TestRoutingByTagAndCondition(t *testing.T) {
 	defer shutdown(t, a)
 	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
 	errc := make(chan error, 3)
+	var sends []func()
 	want := map[int]int{}
 	seq := 0
 	for ci, tag := range []string{"kube.var.log.web", "sys.kernel", "kube.api"} {
@@ -43,9 +44,12 @@ func TestRoutingByTagAndCondition(t *testing.T) {
 		id := fmt.Sprintf("c%d", ci)
 		c := dialForward(t, a)
 		defer c.Close()
-		go func() {
+		sends = append(sends, func() {
 			errc <- c.SendAck(forwardtest.Packed(tag, p, forwardtest.Options{Chunk: id}), id, 10*time.Second)
-		}()
+		})
+	}
+	for _, send := range sends { // every connection is up: they send at once
+		go send()
 	}
 	for range 3 {
 		if err := <-errc; err != nil {
