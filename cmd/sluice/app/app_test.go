@@ -275,12 +275,8 @@ func TestResentChunkIsStoredOnce(t *testing.T) {
 	waitLines(t, out, 15)
 	waitDrained(t, a, "file")
 	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), 15)
-	info, err := a.Queue().JetStream().Stream(context.Background(), a.Queue().StreamName())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := info.CachedInfo().State; st.LastSeq != 2 {
-		t.Errorf("stream last sequence %d, want 2 messages stored", st.LastSeq)
+	if last := lastSeq(t, a); last != 2 {
+		t.Errorf("stream last sequence %d, want 2 messages stored", last)
 	}
 }
 
@@ -314,12 +310,8 @@ func TestResentChunkInAnotherBatchIsWrittenOnce(t *testing.T) {
 	waitDrained(t, a, "file")
 	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), 15)
 	// The resend was stored: in the second message, beside the new chunk.
-	s, err := a.Queue().JetStream().Stream(context.Background(), a.Queue().StreamName())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := s.CachedInfo().State; st.LastSeq != 2 {
-		t.Fatalf("stream last sequence %d, want 2 messages stored", st.LastSeq)
+	if last := lastSeq(t, a); last != 2 {
+		t.Fatalf("stream last sequence %d, want 2 messages stored", last)
 	}
 	if n := counter(t, a.Registry(), "sluice_sink_records_filtered_total", map[string]string{"reason": "resent"}); n != 10 {
 		t.Errorf("records skipped as resent: %v, want 10", n)

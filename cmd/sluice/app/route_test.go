@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -69,11 +68,7 @@ func TestRoutingByTagAndCondition(t *testing.T) {
 			t.Errorf("record %d: %d times in the errors sink", s, got[s])
 		}
 	}
-	s, err := a.Queue().JetStream().Stream(context.Background(), a.Queue().StreamName())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if last := s.CachedInfo().State.LastSeq; last != 1 {
+	if last := lastSeq(t, a); last != 1 {
 		t.Errorf("%d messages stored, want the three chunks in one", last)
 	}
 	reg := a.Registry()
