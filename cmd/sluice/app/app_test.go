@@ -272,11 +272,19 @@ func TestResentChunkIsStoredOnce(t *testing.T) {
 	if err := c.SendAck(packedChunk("app", 10, 5, "Y2h1bmsx"), "Y2h1bmsx", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitLines(t, out, 15)
+	assertStoredOnce(t, a, out, 15, 2)
+}
+
+// assertStoredOnce waits until the file sink in out holds records 0..n-1 and
+// JetStream has none left for it, and checks that each record was written
+// once, from msgs stored messages.
+func assertStoredOnce(t *testing.T, a *App, out string, n int, msgs uint64) {
+	t.Helper()
+	waitLines(t, out, n)
 	waitDrained(t, a, "file")
-	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), 15)
-	if last := lastSeq(t, a); last != 2 {
-		t.Errorf("stream last sequence %d, want 2 messages stored", last)
+	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), n)
+	if last := lastSeq(t, a); last != msgs {
+		t.Errorf("stream last sequence %d, want %d messages stored", last, msgs)
 	}
 }
 
@@ -306,13 +314,8 @@ func TestResentChunkInAnotherBatchIsWrittenOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitLines(t, out, 15)
-	waitDrained(t, a, "file")
-	assertExactly(t, filetest.Seqs(t, filetest.Lines(t, out)), 15)
 	// The resend was stored: in the second message, beside the new chunk.
-	if last := lastSeq(t, a); last != 2 {
-		t.Fatalf("stream last sequence %d, want 2 messages stored", last)
-	}
+	assertStoredOnce(t, a, out, 15, 2)
 	if n := counter(t, a.Registry(), "sluice_sink_records_filtered_total", map[string]string{"reason": "resent"}); n != 10 {
 		t.Errorf("records skipped as resent: %v, want 10", n)
 	}
