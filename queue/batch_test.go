@@ -41,6 +41,13 @@ func testChunk(tag, id string, n int) *chunk.Chunk {
 	return &chunk.Chunk{Tag: tag, ID: id, Count: n, Entries: payload(n, 100)}
 }
 
+// clone is the same chunk, byte for byte, to publish again: Publish points
+// a batched chunk's entries at the batch, whose room is reused once stored
+// (and payload's maps come out in any order, so a new one would differ).
+func clone(c *chunk.Chunk) *chunk.Chunk {
+	return &chunk.Chunk{Tag: c.Tag, ID: c.ID, Count: c.Count, Entries: bytes.Clone(c.Entries)}
+}
+
 // Small chunks with chunk ids, of several tags, published within the linger
 // are stored together in batch messages on the batch subject, and come back
 // as they went in, each with its key; the body is compressed.
@@ -55,7 +62,7 @@ func TestBatchGathersChunks(t *testing.T) {
 		c := testChunk(fmt.Sprintf("app.%d", i%3), fmt.Sprintf("chunk-%02d", i), 1+i%4)
 		cs = append(cs, c)
 		// A copy: Publish points a batched chunk's entries at the batch.
-		want[MsgID(c.ID, c.Tag, c.Entries)] = &chunk.Chunk{Tag: c.Tag, ID: c.ID, Count: c.Count, Entries: bytes.Clone(c.Entries)}
+		want[MsgID(c.ID, c.Tag, c.Entries)] = clone(c)
 	}
 	// A chunk without an id and one above max_chunk_bytes are messages of
 	// their own.
@@ -157,7 +164,7 @@ func TestBatchOfOneDeduplicatedByJetStream(t *testing.T) {
 	}
 	c := testChunk("app", "once", 3)
 	for i := 0; i < 3; i++ {
-		publishAll(t, q, []*chunk.Chunk{c})
+		publishAll(t, q, []*chunk.Chunk{clone(c)})
 	}
 	if n := len(fetchAll(t, q, "s")); n != 1 {
 		t.Errorf("%d messages for one chunk published three times, want 1", n)
@@ -221,8 +228,8 @@ func TestSeenFindsResentChunk(t *testing.T) {
 	}
 	a, b, c := testChunk("app", "a", 2), testChunk("app", "b", 2), testChunk("other", "c", 2)
 	ka, kb, kc := MsgID(a.ID, a.Tag, a.Entries), MsgID(b.ID, b.Tag, b.Entries), MsgID(c.ID, c.Tag, c.Entries)
-	publishAll(t, q, []*chunk.Chunk{a, b})
-	publishAll(t, q, []*chunk.Chunk{a, c}) // a resent beside a new chunk
+	publishAll(t, q, []*chunk.Chunk{clone(a), clone(b)})
+	publishAll(t, q, []*chunk.Chunk{clone(a), clone(c)}) // a resent beside a new chunk
 	msgs := batchMsgs(t, q, "check")
 	if len(msgs) != 2 {
 		t.Fatalf("%d batch messages, want 2", len(msgs))
@@ -242,9 +249,7 @@ func TestSeenFindsResentChunk(t *testing.T) {
 	if st, err := q2.stream.Info(context.Background()); err != nil || st.State.Msgs != 0 {
 		t.Fatalf("stream after every sink acked: %+v, %v; want empty", st.State, err)
 	}
-	// b resent after a restart (a chunk of its own: Publish points a batched
-	// chunk's entries at the batch, whose room is reused once stored).
-	publishAll(t, q2, []*chunk.Chunk{testChunk("app", "b", 2), testChunk("app", "d", 1)})
+	publishAll(t, q2, []*chunk.Chunk{clone(b), testChunk("app", "d", 1)}) // b resent after a restart
 	msgs = batchMsgs(t, q2, "after")
 	if len(msgs) != 1 {
 		t.Fatalf("%d batch messages after the restart, want 1", len(msgs))
