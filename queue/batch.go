@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -106,15 +107,16 @@ type batcher struct {
 
 // batch is one batch message being gathered, then awaiting its PubAck.
 type batch struct {
-	body  []byte // pooled; the sections
-	keys  []byte // the keys header
-	tag   string // the first chunk's tag
-	n     int
-	count int
-	timer *time.Timer
-	start time.Time
-	done  chan struct{} // closed once err is set
-	err   error
+	body   []byte         // pooled; the sections
+	chunks []*chunk.Chunk // gathered, their Entries in body
+	keys   []byte         // the keys header
+	tag    string         // the first chunk's tag
+	n      int
+	count  int
+	timer  *time.Timer
+	start  time.Time
+	done   chan struct{} // closed once err is set
+	err    error
 }
 
 // add gathers c into the current batch, which is sent when its linger ends
@@ -142,6 +144,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		bt.keys = append(bt.keys, ' ')
 	}
 	bt.keys = append(bt.keys, key...)
+	bt.chunks = append(bt.chunks, c)
 	bt.n++
 	bt.count += c.Count
 	last := bt.n >= maxBatchChunks
@@ -228,10 +231,8 @@ func (b *batcher) send(bt *batch) {
 	}
 	if err != nil {
 		q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
-		bt.err = fmt.Errorf("queue: publish: %w", err)
-		if buf != nil {
-			bufpool.Put(buf) // not sent; the body stays: the chunks' entries are in it
-		}
+		bt.failed(fmt.Errorf("queue: publish: %w", err))
+		release() // not sent
 		close(bt.done)
 		return
 	}
@@ -243,14 +244,27 @@ func (b *batcher) send(bt *batch) {
 			q.metrics.latency.Observe(time.Since(bt.start).Seconds())
 			release()
 		case err := <-f.Err():
-			// The client may still hold the message, and the chunks'
-			// entries, republished next, are in the body: leave both to
-			// the collector.
 			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
-			bt.err = fmt.Errorf("queue: store chunk: %w", err)
+			bt.failed(fmt.Errorf("queue: store chunk: %w", err))
+			if data := data; len(data) > 0 && &data[0] != &bt.body[0] {
+				bufpool.Put(bt.body) // the client may still hold the message, not the body
+			}
 		}
+		bt.chunks = nil
 		close(bt.done)
 	}()
+}
+
+// failed sets the batch's error and gives each chunk a copy of its entries
+// of its own, which its republish reads: a full stream fails batch after
+// batch, and a body of 256 KiB kept for the few chunks of it not yet
+// republished would hold thousands of them.
+func (bt *batch) failed(err error) {
+	bt.err = err
+	for _, c := range bt.chunks {
+		c.Entries = bytes.Clone(c.Entries)
+	}
+	bt.chunks = nil
 }
 
 // Copied says the chunk's entries were copied into the batch (chunk.Copied).

@@ -365,3 +365,69 @@ func FuzzReadParts(f *testing.F) {
 		}
 	})
 }
+
+// When a full stream refuses a batch, each of its chunks gets its entries
+// back as a copy of its own (the batch's room goes back to the pool), and
+// publishing the chunk again, once there is room, stores the same bytes.
+func TestRefusedBatchGivesChunksTheirBytes(t *testing.T) {
+	q, _ := openQueue(t, func(c *Config) {
+		c.Stream.MaxBytes = 1 << 20
+		c.Batch.Linger = 5 * time.Millisecond
+	})
+	if _, err := q.Consumer(context.Background(), "slow", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	var refused []*chunk.Chunk
+	var want [][]byte
+	for i := 0; i < 1000 && refused == nil; i++ {
+		cs := []*chunk.Chunk{testChunk("app", fmt.Sprintf("%d-a", i), 200), testChunk("app", fmt.Sprintf("%d-b", i), 200)}
+		orig := [][]byte{bytes.Clone(cs[0].Entries), bytes.Clone(cs[1].Entries)}
+		var ps []chunk.Pending
+		for _, c := range cs {
+			p, err := q.Publish(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		for j, p := range ps {
+			if err := p.Wait(context.Background()); err != nil {
+				refused, want = append(refused, cs[j]), append(want, orig[j])
+			}
+		}
+	}
+	if refused == nil {
+		t.Fatal("1,000 batches of 50 KB (about 6 KB compressed) stored in a 1 MiB stream")
+	}
+	// Other batches now take the pool's buffers (and are refused too); the
+	// refused chunks' bytes must not move.
+	for i := 0; i < 4; i++ {
+		p, err := q.Publish(testChunk("other", fmt.Sprint("x", i), 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Wait(context.Background())
+	}
+	for i, c := range refused {
+		if !bytes.Equal(c.Entries, want[i]) {
+			t.Fatalf("refused chunk %s: entries changed after the refusal", c.ID)
+		}
+	}
+	if err := q.stream.Purge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	publishAll(t, q, refused)
+	msgs := batchMsgs(t, q, "check")
+	if len(msgs) != 1 {
+		t.Fatalf("%d batch messages after the republish, want 1", len(msgs))
+	}
+	parts, _, err := PartsFromMsg(msgs[0], nil)
+	if err != nil || len(parts) != len(refused) {
+		t.Fatalf("%d parts (%v), want %d", len(parts), err, len(refused))
+	}
+	for i, p := range parts {
+		if !bytes.Equal(p.Entries, want[i]) {
+			t.Errorf("chunk %d stored with other bytes than it was published with", i)
+		}
+	}
+}
