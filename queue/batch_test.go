@@ -17,8 +17,8 @@ import (
 	"github.com/sluicelog/sluice/internal/msgp"
 )
 
-// publishAll publishes the chunks at once and waits until all are stored.
-func publishAll(t *testing.T, q *Queue, cs []*chunk.Chunk) {
+// publishEach publishes the chunks at once, without waiting.
+func publishEach(t *testing.T, q *Queue, cs []*chunk.Chunk) []chunk.Pending {
 	t.Helper()
 	var ps []chunk.Pending
 	for _, c := range cs {
@@ -28,6 +28,13 @@ func publishAll(t *testing.T, q *Queue, cs []*chunk.Chunk) {
 		}
 		ps = append(ps, p)
 	}
+	return ps
+}
+
+// publishAll publishes the chunks at once and waits until all are stored.
+func publishAll(t *testing.T, q *Queue, cs []*chunk.Chunk) {
+	t.Helper()
+	ps := publishEach(t, q, cs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, p := range ps {
@@ -382,15 +389,7 @@ func TestRefusedBatchGivesChunksTheirBytes(t *testing.T) {
 	for i := 0; i < 1000 && refused == nil; i++ {
 		cs := []*chunk.Chunk{testChunk("app", fmt.Sprintf("%d-a", i), 200), testChunk("app", fmt.Sprintf("%d-b", i), 200)}
 		orig := [][]byte{bytes.Clone(cs[0].Entries), bytes.Clone(cs[1].Entries)}
-		var ps []chunk.Pending
-		for _, c := range cs {
-			p, err := q.Publish(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps = append(ps, p)
-		}
-		for j, p := range ps {
+		for j, p := range publishEach(t, q, cs) {
 			if err := p.Wait(context.Background()); err != nil {
 				refused, want = append(refused, cs[j]), append(want, orig[j])
 			}
