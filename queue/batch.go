@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -108,11 +107,9 @@ type batcher struct {
 // batch is one batch message being gathered, then awaiting its PubAck.
 type batch struct {
 	body   []byte         // pooled; the sections
-	chunks []*chunk.Chunk // gathered, their Entries in body
+	chunks []*chunk.Chunk // gathered, their Entries in body; nil once settled
 	keys   []byte         // the keys header
-	tag    string         // the first chunk's tag
-	n      int
-	count  int
+	count  int            // records
 	timer  *time.Timer
 	start  time.Time
 	done   chan struct{} // closed once err is set
@@ -131,7 +128,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		full.timer.Stop()
 	}
 	if bt == nil {
-		bt = &batch{body: bufpool.Get(b.maxBytes)[:0], tag: c.Tag, start: time.Now(), done: make(chan struct{})}
+		bt = &batch{body: bufpool.Get(b.maxBytes)[:0], start: time.Now(), done: make(chan struct{})}
 		b.cur = bt
 		bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
 	}
@@ -140,14 +137,13 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 	// this copy stays put: the caller's bytes are free (chunk.Copied), and a
 	// republish after a failure reads the copy, which a failed batch keeps.
 	c.Entries = bt.body[len(bt.body)-len(c.Entries) : len(bt.body) : len(bt.body)]
-	if bt.n > 0 {
+	if len(bt.chunks) > 0 {
 		bt.keys = append(bt.keys, ' ')
 	}
 	bt.keys = append(bt.keys, key...)
 	bt.chunks = append(bt.chunks, c)
-	bt.n++
 	bt.count += c.Count
-	last := bt.n >= maxBatchChunks
+	last := len(bt.chunks) >= maxBatchChunks
 	if last {
 		b.cur = nil
 		bt.timer.Stop()
@@ -195,24 +191,17 @@ func (b *batcher) seal(bt *batch) {
 // send publishes bt and settles it when its PubAck (or failure) comes.
 func (b *batcher) send(bt *batch) {
 	q := b.q
-	data, encoding, buf := bt.body, EncodingChunks, []byte(nil)
-	if q.cfg.Stream.Compression == CompressionS2 {
-		buf = bufpool.Get(s2.MaxEncodedLen(len(bt.body)))
-		if z := s2.Encode(buf[:cap(buf)], bt.body); len(z) < len(bt.body) {
-			data, encoding = z, EncodingChunksS2
-		} else {
-			bufpool.Put(buf)
-			buf = nil
-		}
+	data, encoding := bt.body, EncodingChunks
+	z := q.compress(bt.body)
+	if z != nil {
+		data, encoding = z, EncodingChunksS2
 	}
-	q.metrics.entryBytes.Add(float64(len(bt.body)))
-	q.metrics.storedBytes.Add(float64(len(data)))
 	id := nuid.Next()
-	if bt.n == 1 {
+	if len(bt.chunks) == 1 {
 		id = string(bt.keys) // a lone chunk: JetStream deduplicates it too
 	}
 	h := nats.Header{
-		HeaderTag:             {bt.tag},
+		HeaderTag:             {bt.chunks[0].Tag},
 		HeaderCount:           {countString(bt.count)},
 		HeaderEncoding:        {encoding},
 		HeaderChunkKeys:       {string(bt.keys)},
@@ -222,49 +211,47 @@ func (b *batcher) send(bt *batch) {
 	// republishes these headers into the keys stream, which would refuse
 	// them for naming the log stream.
 	f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: q.BatchSubject(), Header: h, Data: data})
-	release := func() {
-		if buf != nil {
-			bufpool.Put(buf)
-		}
-		bufpool.Put(bt.body)
-		bt.body = nil
-	}
 	if err != nil {
 		q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
-		bt.failed(fmt.Errorf("queue: publish: %w", err))
-		release() // not sent
-		close(bt.done)
+		bt.settle(fmt.Errorf("queue: publish: %w", err))
+		bufpool.Put(z) // not sent
+		bufpool.Put(bt.body)
 		return
 	}
 	go func() {
 		select {
 		case <-f.Ok():
 			q.metrics.published.Inc()
-			q.metrics.batched.Add(float64(bt.n))
+			q.metrics.batched.Add(float64(len(bt.chunks)))
 			q.metrics.latency.Observe(time.Since(bt.start).Seconds())
-			release()
+			bt.settle(nil)
+			bufpool.Put(z)
+			bufpool.Put(bt.body)
 		case err := <-f.Err():
 			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
-			bt.failed(fmt.Errorf("queue: store chunk: %w", err))
-			if data := data; len(data) > 0 && &data[0] != &bt.body[0] {
-				bufpool.Put(bt.body) // the client may still hold the message, not the body
+			bt.settle(fmt.Errorf("queue: store chunk: %w", err))
+			// The client may still hold the message: the compressed copy,
+			// or the body itself when it was sent uncompressed.
+			if z != nil {
+				bufpool.Put(bt.body)
 			}
 		}
-		bt.chunks = nil
-		close(bt.done)
 	}()
 }
 
-// failed sets the batch's error and gives each chunk a copy of its entries
-// of its own, which its republish reads: a full stream fails batch after
-// batch, and a body of 256 KiB kept for the few chunks of it not yet
-// republished would hold thousands of them.
-func (bt *batch) failed(err error) {
-	bt.err = err
-	for _, c := range bt.chunks {
-		c.Entries = bytes.Clone(c.Entries)
+// settle ends the batch with err. After a failure each chunk gets a copy of
+// its entries of its own, which its republish reads: a full stream fails
+// batch after batch, and a body of 256 KiB kept for the few chunks of it
+// not yet republished would hold thousands of them.
+func (bt *batch) settle(err error) {
+	if err != nil {
+		bt.err = err
+		for _, c := range bt.chunks {
+			c.Entries = bytes.Clone(c.Entries)
+		}
 	}
 	bt.chunks = nil
+	close(bt.done)
 }
 
 // Copied says the chunk's entries were copied into the batch (chunk.Copied).
@@ -323,27 +310,45 @@ func PartsFromMsg(m jetstream.Msg, parts []Part) (_ []Part, decoded []byte, err 
 // readParts reads a batch body's sections.
 func readParts(body []byte, parts []Part) ([]Part, error) {
 	for off := 0; off < len(body); {
-		n, next, err := msgp.ReadArrayHeader(body, off)
-		if err != nil || n != 4 {
-			return parts, fmt.Errorf("%w: section at %d is not [tag, count, key, entries]", ErrBadBatch, off)
-		}
-		var tag, key, entries []byte
-		var count uint64
-		if tag, next, err = msgp.ReadStr(body, next); err == nil {
-			if count, next, err = msgp.ReadUint64(body, next); err == nil {
-				if key, next, err = msgp.ReadStr(body, next); err == nil {
-					entries, next, err = msgp.ReadBytes(body, next)
-				}
-			}
-		}
-		if err != nil || count > uint64(len(entries)) {
+		p, next, err := readSection(body, off)
+		if err != nil {
 			return parts, fmt.Errorf("%w: section at %d: %v", ErrBadBatch, off, err)
 		}
-		parts = append(parts, Part{Chunk: chunk.Chunk{Tag: string(tag), Count: int(count), Entries: entries}, Key: string(key)})
+		parts = append(parts, p)
 		off = next
 	}
 	if len(parts) == 0 {
 		return parts, fmt.Errorf("%w: no chunks", ErrBadBatch)
 	}
 	return parts, nil
+}
+
+// readSection reads the section [tag, count, key, entries] at off.
+func readSection(body []byte, off int) (p Part, next int, err error) {
+	n, next, err := msgp.ReadArrayHeader(body, off)
+	if err == nil && n != 4 {
+		err = fmt.Errorf("%d fields, want [tag, count, key, entries]", n)
+	}
+	var tag, key []byte
+	var count uint64
+	if err == nil {
+		tag, next, err = msgp.ReadStr(body, next)
+	}
+	if err == nil {
+		count, next, err = msgp.ReadUint64(body, next)
+	}
+	if err == nil {
+		key, next, err = msgp.ReadStr(body, next)
+	}
+	if err == nil {
+		p.Entries, next, err = msgp.ReadBytes(body, next)
+	}
+	if err == nil && count > uint64(len(p.Entries)) {
+		err = fmt.Errorf("%d records in %d bytes", count, len(p.Entries))
+	}
+	if err != nil {
+		return p, off, err
+	}
+	p.Tag, p.Count, p.Key = string(tag), int(count), string(key)
+	return p, next, nil
 }

@@ -150,17 +150,10 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 	subject := q.subjectFor.get(c.Tag)
 	for i, part := range parts {
 		data, encoding := part.data, chunk.Encoding
-		if q.cfg.Stream.Compression == CompressionS2 {
-			buf := bufpool.Get(s2.MaxEncodedLen(len(part.data)))
-			if z := s2.Encode(buf[:cap(buf)], part.data); len(z) < len(part.data) {
-				data, encoding = z, EncodingS2
-				p.bufs = append(p.bufs, buf)
-			} else {
-				bufpool.Put(buf)
-			}
+		if z := q.compress(part.data); z != nil {
+			data, encoding = z, EncodingS2
+			p.bufs = append(p.bufs, z)
 		}
-		q.metrics.entryBytes.Add(float64(len(part.data)))
-		q.metrics.storedBytes.Add(float64(len(data)))
 		// One allocation for the header values: every message of every
 		// chunk pays for these.
 		vals := make([]string, 5)
@@ -186,6 +179,27 @@ func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
 		p.futs = append(p.futs, f)
 	}
 	return p, nil
+}
+
+// compress returns b compressed with S2 in a buffer from package bufpool,
+// or nil when the stream stores messages uncompressed or b would not
+// shrink; it counts the bytes before and as stored.
+func (q *Queue) compress(b []byte) []byte {
+	var z []byte
+	if q.cfg.Stream.Compression == CompressionS2 {
+		buf := bufpool.Get(s2.MaxEncodedLen(len(b)))
+		if z = s2.Encode(buf[:cap(buf)], b); len(z) >= len(b) {
+			bufpool.Put(buf)
+			z = nil
+		}
+	}
+	stored := len(b)
+	if z != nil {
+		stored = len(z)
+	}
+	q.metrics.entryBytes.Add(float64(len(b)))
+	q.metrics.storedBytes.Add(float64(stored))
+	return z
 }
 
 // partID is the id of part i of a chunk cut into n messages.
