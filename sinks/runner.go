@@ -544,25 +544,28 @@ func (r *Runner) records(msg *message) []Record {
 		if err != nil {
 			break
 		}
-		left := &unmatched // where the part's records are counted if not taken
-		take := r.cfg.MatchTag == nil || r.cfg.MatchTag(p.Tag)
-		if take && p.Key != "" && r.cfg.Seen != nil {
-			var dup bool
+		unmatch := r.cfg.MatchTag != nil && !r.cfg.MatchTag(p.Tag)
+		dup := false
+		if !unmatch && p.Key != "" && r.cfg.Seen != nil {
 			if dup, err = r.cfg.Seen.Earlier(r.hard, p.Key, msg.seq, msg.stored); err != nil {
 				return nil // stopping: the message is redelivered
 			}
-			take, left = !dup, &resent
 		}
+		first := index
 		for off := 0; off < len(p.Entries); index++ {
 			var e chunk.Entry
 			if e, off, err = chunk.ReadEntry(p.Entries, off); err != nil {
 				break
 			}
-			if take {
+			if !unmatch && !dup {
 				recs = append(recs, Record{Tag: p.Tag, Entry: e, Seq: msg.seq, Index: index})
-			} else {
-				*left++
 			}
+		}
+		switch {
+		case unmatch:
+			unmatched += index - first
+		case dup:
+			resent += index - first
 		}
 	}
 	if err == nil && unmatched > 0 {
