@@ -155,13 +155,9 @@ func (s *Seen) addKeys(seq uint64, stored time.Time, keys string) {
 		if !ok {
 			continue
 		}
-		if _, ok := s.cur[k]; ok {
-			continue
+		if _, ok := s.firstLocked(k); !ok {
+			s.cur[k] = at
 		}
-		if _, ok := s.old[k]; ok {
-			continue
-		}
-		s.cur[k] = at
 	}
 	if at.seq > s.last.Load() {
 		s.last.Store(at.seq)
@@ -169,6 +165,16 @@ func (s *Seen) addKeys(seq uint64, stored time.Time, keys string) {
 		s.wake = make(chan struct{})
 	}
 	s.mu.Unlock()
+}
+
+// firstLocked is where key k came first, if the index holds it; s.mu is
+// held.
+func (s *Seen) firstLocked(k [16]byte) (seenAt, bool) {
+	if at, ok := s.cur[k]; ok {
+		return at, true
+	}
+	at, ok := s.old[k]
+	return at, ok
 }
 
 // keyBytes decodes a key (MsgID: 16 bytes in unpadded URL base64).
@@ -197,10 +203,7 @@ func (s *Seen) Earlier(ctx context.Context, key string, seq uint64, stored time.
 		return false, nil
 	}
 	s.mu.Lock()
-	at, found := s.cur[k]
-	if !found {
-		at, found = s.old[k]
-	}
+	at, found := s.firstLocked(k)
 	s.mu.Unlock()
 	return found && at.seq < seq && stored.UnixNano()-at.stored <= int64(s.window), nil
 }
