@@ -61,6 +61,12 @@ type BatchConfig struct {
 	// MaxChunkBytes is the largest chunk gathered; a larger one is a message
 	// of its own, as is a chunk without a forwarder chunk id.
 	MaxChunkBytes units.ByteSize `yaml:"max_chunk_bytes"`
+	// MaxPending bounds the batch messages that exist at once: the one
+	// being gathered and those awaiting their PubAck. Each holds up to
+	// MaxBytes of entries and their compressed copy. A chunk that needs a
+	// new batch while all are taken waits (up to the publish timeout), and
+	// so does its connection.
+	MaxPending int `yaml:"max_pending"`
 }
 
 func (c *BatchConfig) setDefaults() {
@@ -77,9 +83,12 @@ func (c *BatchConfig) setDefaults() {
 	if c.MaxChunkBytes == 0 {
 		c.MaxChunkBytes = 64 << 10
 	}
+	if c.MaxPending == 0 {
+		c.MaxPending = 16
+	}
 }
 
-func (c *BatchConfig) validate(add func(field, msg string), maxMsg int) {
+func (c *BatchConfig) validate(add func(field, msg string), maxMsg, maxPublishes int) {
 	if c.Linger < 0 || c.Linger > time.Second {
 		add("batch.linger", "must be between 0 and 1s")
 	}
@@ -88,6 +97,9 @@ func (c *BatchConfig) validate(add func(field, msg string), maxMsg int) {
 	}
 	if c.MaxChunkBytes < 1 || c.MaxChunkBytes > c.MaxBytes {
 		add("batch.max_chunk_bytes", "must be positive and at most batch.max_bytes")
+	}
+	if c.MaxPending < 1 || c.MaxPending > maxPublishes {
+		add("batch.max_pending", fmt.Sprintf("must be between 1 and max_pending_publishes (%d)", maxPublishes))
 	}
 }
 
@@ -100,8 +112,11 @@ type batcher struct {
 	linger   time.Duration
 	maxBytes int // a batch body's
 	maxChunk int // a gathered chunk's section
-	mu       sync.Mutex
-	cur      *batch
+	timeout  time.Duration
+	// slots holds a token for each batch that exists (MaxPending).
+	slots chan struct{}
+	mu    sync.Mutex
+	cur   *batch
 }
 
 // batch is one batch message being gathered, then awaiting its PubAck.
@@ -117,45 +132,90 @@ type batch struct {
 }
 
 // add gathers c into the current batch, which is sent when its linger ends
-// or it is full. The caller checked that c fits (fits).
+// or it is full. A new batch takes a slot; while none is free, add waits
+// for one, up to the publish timeout. The caller checked that c fits
+// (fits).
 func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 	key := MsgID(c.ID, c.Tag, c.Entries)
-	var full *batch // sent here, outside the lock
-	b.mu.Lock()
-	bt := b.cur
-	if bt != nil && len(bt.body)+sectionBytes(c) > b.maxBytes {
-		full, bt, b.cur = bt, nil, nil
-		full.timer.Stop()
+	slot := false // this call took a slot it has not used yet
+	for {
+		var full *batch // sent here, outside the lock
+		b.mu.Lock()
+		bt := b.cur
+		if bt != nil && len(bt.body)+sectionBytes(c) > b.maxBytes {
+			full, bt, b.cur = bt, nil, nil
+			full.timer.Stop()
+		}
+		if bt == nil && !slot {
+			select {
+			case b.slots <- struct{}{}:
+				slot = true
+			default:
+			}
+		}
+		if bt == nil && slot {
+			slot = false
+			bt = &batch{body: bufpool.Get(b.maxBytes)[:0], start: time.Now(), done: make(chan struct{})}
+			b.cur = bt
+			bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
+		}
+		if bt == nil {
+			b.mu.Unlock()
+			if full != nil {
+				b.send(full)
+			}
+			if err := b.waitSlot(); err != nil {
+				return nil, err
+			}
+			slot = true
+			continue
+		}
+		bt.body = appendSection(bt.body, c.Tag, uint64(c.Count), key, c.Entries)
+		// The body never grows past its room (full batches are sent first),
+		// so this copy stays put: the caller's bytes are free
+		// (chunk.Copied), and a republish after a failure reads the copy,
+		// which a failed batch keeps.
+		c.Entries = bt.body[len(bt.body)-len(c.Entries) : len(bt.body) : len(bt.body)]
+		if len(bt.chunks) > 0 {
+			bt.keys = append(bt.keys, ' ')
+		}
+		bt.keys = append(bt.keys, key...)
+		bt.chunks = append(bt.chunks, c)
+		bt.count += c.Count
+		last := len(bt.chunks) >= maxBatchChunks
+		if last {
+			b.cur = nil
+			bt.timer.Stop()
+		}
+		b.mu.Unlock()
+		if slot {
+			<-b.slots // another call started a batch while this one waited
+		}
+		if full != nil {
+			b.send(full)
+		}
+		if last {
+			b.send(bt)
+		}
+		return bt, nil
 	}
-	if bt == nil {
-		bt = &batch{body: bufpool.Get(b.maxBytes)[:0], start: time.Now(), done: make(chan struct{})}
-		b.cur = bt
-		bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
+}
+
+// ErrBatchesPending means every batch slot stayed taken for the publish
+// timeout: JetStream is not answering.
+var ErrBatchesPending = errors.New("queue: every batch message awaits its PubAck")
+
+// waitSlot takes a batch slot, waiting up to the publish timeout.
+func (b *batcher) waitSlot() error {
+	t := time.NewTimer(b.timeout)
+	defer t.Stop()
+	select {
+	case b.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		b.q.metrics.publishErrs.WithLabelValues("batches_pending").Inc()
+		return ErrBatchesPending
 	}
-	bt.body = appendSection(bt.body, c.Tag, uint64(c.Count), key, c.Entries)
-	// The body never grows past its room (full batches are sent first), so
-	// this copy stays put: the caller's bytes are free (chunk.Copied), and a
-	// republish after a failure reads the copy, which a failed batch keeps.
-	c.Entries = bt.body[len(bt.body)-len(c.Entries) : len(bt.body) : len(bt.body)]
-	if len(bt.chunks) > 0 {
-		bt.keys = append(bt.keys, ' ')
-	}
-	bt.keys = append(bt.keys, key...)
-	bt.chunks = append(bt.chunks, c)
-	bt.count += c.Count
-	last := len(bt.chunks) >= maxBatchChunks
-	if last {
-		b.cur = nil
-		bt.timer.Stop()
-	}
-	b.mu.Unlock()
-	if full != nil {
-		b.send(full)
-	}
-	if last {
-		b.send(bt)
-	}
-	return bt, nil
 }
 
 // appendSection appends a chunk's section of a batch body.
@@ -211,11 +271,12 @@ func (b *batcher) send(bt *batch) {
 	// republishes these headers into the keys stream, which would refuse
 	// them for naming the log stream.
 	f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: q.BatchSubject(), Header: h, Data: data})
+	body := bt.body // settle lets go of it
 	if err != nil {
 		q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
-		bt.settle(fmt.Errorf("queue: publish: %w", err))
+		b.settle(bt, fmt.Errorf("queue: publish: %w", err))
 		bufpool.Put(z) // not sent
-		bufpool.Put(bt.body)
+		bufpool.Put(body)
 		return
 	}
 	go func() {
@@ -224,34 +285,38 @@ func (b *batcher) send(bt *batch) {
 			q.metrics.published.Inc()
 			q.metrics.batched.Add(float64(len(bt.chunks)))
 			q.metrics.latency.Observe(time.Since(bt.start).Seconds())
-			bt.settle(nil)
+			b.settle(bt, nil)
 			bufpool.Put(z)
-			bufpool.Put(bt.body)
+			bufpool.Put(body)
 		case err := <-f.Err():
 			q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
-			bt.settle(fmt.Errorf("queue: store chunk: %w", err))
+			b.settle(bt, fmt.Errorf("queue: store chunk: %w", err))
 			// The client may still hold the message: the compressed copy,
 			// or the body itself when it was sent uncompressed.
 			if z != nil {
-				bufpool.Put(bt.body)
+				bufpool.Put(body)
 			}
 		}
 	}()
 }
 
-// settle ends the batch with err. After a failure each chunk gets a copy of
-// its entries of its own, which its republish reads: a full stream fails
-// batch after batch, and a body of 256 KiB kept for the few chunks of it
-// not yet republished would hold thousands of them.
-func (bt *batch) settle(err error) {
+// settle ends the batch with err and frees its slot. The batch lets go of
+// its body, which the chunks' connections would otherwise keep through
+// their Pending until they are done, and after a failure each chunk gets a
+// copy of its entries of its own, which its republish reads: a full stream
+// refuses batch after batch, and the connections hold each refused batch
+// until their chunks are stored at last, so a body of 256 KiB kept for
+// them would pin thousands.
+func (b *batcher) settle(bt *batch, err error) {
 	if err != nil {
 		bt.err = err
 		for _, c := range bt.chunks {
 			c.Entries = bytes.Clone(c.Entries)
 		}
 	}
-	bt.chunks = nil
+	bt.chunks, bt.body, bt.keys = nil, nil, nil
 	close(bt.done)
+	<-b.slots
 }
 
 // Copied says the chunk's entries were copied into the batch (chunk.Copied).

@@ -429,4 +429,53 @@ func TestRefusedBatchGivesChunksTheirBytes(t *testing.T) {
 			t.Errorf("chunk %d stored with other bytes than it was published with", i)
 		}
 	}
+	if n := len(q.batcher.slots); n != 0 {
+		t.Errorf("%d batch slots taken after every batch was stored or refused", n)
+	}
+}
+
+// Batch messages awaiting their PubAck take the max_pending slots; a chunk
+// that needs a new batch while every slot is taken waits for one, and
+// fails, counted, if none frees within the publish timeout. A stored batch
+// gives its slot back (a refused one: TestRefusedBatchGivesChunksTheirBytes).
+func TestBatchSlotsBoundBatches(t *testing.T) {
+	q, reg := openQueue(t, func(c *Config) {
+		c.Batch.MaxPending = 2
+		c.PublishTimeout = 300 * time.Millisecond
+	})
+	b := q.batcher
+	// Two batches awaiting PubAcks that do not come.
+	b.slots <- struct{}{}
+	b.slots <- struct{}{}
+	if _, err := q.Publish(testChunk("app", "a", 2)); !errors.Is(err, ErrBatchesPending) {
+		t.Fatalf("publish with every slot taken: %v, want ErrBatchesPending", err)
+	}
+	if n := testutil.ToFloat64(q.metrics.publishErrs.WithLabelValues("batches_pending")); n != 1 {
+		t.Errorf("publish errors counted %v, want 1", n)
+	}
+	// One PubAck comes while a chunk waits: it goes on, and is stored.
+	published := make(chan error, 1)
+	go func() {
+		p, err := q.Publish(testChunk("app", "b", 2))
+		if err == nil {
+			err = p.Wait(context.Background())
+		}
+		published <- err
+	}()
+	select {
+	case err := <-published:
+		t.Fatalf("publish returned (%v) with every slot taken", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	<-b.slots
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	<-b.slots
+	if n := len(b.slots); n != 0 {
+		t.Errorf("%d slots taken after the batch was stored", n)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
 }

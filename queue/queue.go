@@ -210,7 +210,7 @@ func (c *Config) Validate() error {
 	if c.MaxPendingPublishes < 1 {
 		add("max_pending_publishes", "must be positive")
 	}
-	c.Batch.validate(add, maxMessageBytes-8<<10)
+	c.Batch.validate(add, maxMessageBytes-8<<10, c.MaxPendingPublishes)
 	return errors.Join(errs...)
 }
 
@@ -337,7 +337,8 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 	if b := cfg.Batch; b.Enabled != nil && *b.Enabled {
 		// The keys header takes up to 24 bytes a chunk beside the body.
 		maxBytes := min(int(b.MaxBytes), q.maxMsg-maxBatchChunks*24)
-		q.batcher = &batcher{q: q, linger: b.Linger, maxBytes: maxBytes, maxChunk: min(int(b.MaxChunkBytes), maxBytes)}
+		q.batcher = &batcher{q: q, linger: b.Linger, maxBytes: maxBytes, maxChunk: min(int(b.MaxChunkBytes), maxBytes),
+			timeout: cfg.PublishTimeout, slots: make(chan struct{}, b.MaxPending)}
 	}
 	// Batch messages may come from other replicas whatever this one's
 	// setting: the index always runs.
