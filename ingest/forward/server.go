@@ -1060,10 +1060,13 @@ func (c *conn) store(it *inflight) error {
 			if c.s.hard.Err() != nil {
 				return c.s.hard.Err()
 			}
+			// Jittered, so that connections refused at the same moment (a
+			// full stream refuses them all) do not retry together.
+			wait := backoff/2 + rand.N(backoff)
 			c.log.Warn("JetStream did not store a chunk; holding the connection and retrying",
-				"tag", it.c.Tag, "err", err, "retry_in", backoff)
+				"tag", it.c.Tag, "err", err, "retry_in", wait)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			case <-c.s.hard.Done():
 				return c.s.hard.Err()
 			}
