@@ -110,11 +110,15 @@ type Event struct {
 // Decoder decodes Forward values. It is pure (bytes in, events out) and
 // reuses its scratch space; one Decoder serves one connection at a time.
 type Decoder struct {
-	limits  Limits
-	scratch []byte
-	gz      *gzip.Reader
-	zs      *zstd.Decoder
-	br      bytes.Reader
+	limits Limits
+	// declared is the length the headers of the value being decoded
+	// announce, up to the end of its entries: 0 while unknown, and for
+	// values whose entries are under 64 KiB.
+	declared int
+	scratch  []byte
+	gz       *gzip.Reader
+	zs       *zstd.Decoder
+	br       bytes.Reader
 }
 
 // NewDecoder returns a decoder with the given limits; zero fields take their
@@ -147,10 +151,12 @@ const scratchKeep = 4 << 20
 // Decode decodes the value at the start of b and returns it with the number
 // of bytes it used. It returns ErrShort when b holds only part of a value
 // (and fewer than MaxChunkBytes bytes), and an *Error for a rejected value.
+// After ErrShort, Declared tells how long the value is, when known.
 func (d *Decoder) Decode(b []byte) (Event, int, error) {
 	if cap(d.scratch) > scratchKeep {
 		d.scratch = nil
 	}
+	d.declared = 0
 	ev, n, err := d.decode(b)
 	if err == nil && n > d.limits.MaxChunkBytes {
 		return Event{}, 0, reject(ReasonTooLarge, "value of %d bytes is above the limit of %d", n, d.limits.MaxChunkBytes)
@@ -164,8 +170,16 @@ func (d *Decoder) Decode(b []byte) (Event, int, error) {
 	if err != nil {
 		return Event{}, 0, asError(err)
 	}
+	d.declared = 0
 	return ev, n, nil
 }
+
+// Declared returns the bytes the value that the last Decode found
+// incomplete takes at least, as far as its headers announce them (up to the
+// end of a PackedForward event's entries, without its option): 0 when they
+// do not tell, or the entries are under 64 KiB. A reader can make room for
+// the whole value at once instead of growing its buffer step by step.
+func (d *Decoder) Declared() int { return d.declared }
 
 // asError turns a lower-level error into an *Error with a reason.
 func asError(err error) *Error {
@@ -326,6 +340,7 @@ func (d *Decoder) checkDeclaredSize(b []byte, off int) error {
 	if n > d.limits.MaxChunkBytes {
 		return reject(ReasonTooLarge, "payload of %d bytes is above the limit of %d", n, d.limits.MaxChunkBytes)
 	}
+	d.declared = off + 5 + n
 	return nil
 }
 

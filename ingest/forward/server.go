@@ -630,7 +630,7 @@ func (c *conn) readLoop(initial []byte) error {
 			buf = buf[:copy(buf, buf[start:])]
 		}
 		c.leaveWaking()
-		if buf, err = c.fit(buf, readFull, bufSize, maxBuf); err != nil {
+		if buf, err = c.fit(buf, readFull, bufSize, maxBuf, c.dec.Declared()); err != nil {
 			return err
 		}
 		c.gate.Lock()
@@ -654,15 +654,21 @@ func (c *conn) leaveWaking() {
 }
 
 // fit makes room in buf for the next read: a buffer twice the size when
-// buf is full (up to maxBuf, past which the value is too large), and one of
-// bufSize again once a big value is done and the sender paused.
-func (c *conn) fit(buf []byte, readFull bool, bufSize, maxBuf int) ([]byte, error) {
+// buf is full (up to maxBuf, past which the value is too large), one that
+// holds the incomplete value at its start whole when its headers declared
+// a length (declared) above buf's room, and one of bufSize again once a big
+// value is done and the sender paused.
+func (c *conn) fit(buf []byte, readFull bool, bufSize, maxBuf, declared int) ([]byte, error) {
 	switch limit := min(cap(buf), maxBuf); {
-	case len(buf) == limit:
-		if limit >= maxBuf {
-			return buf, reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
+	case len(buf) == limit && limit >= maxBuf:
+		return buf, reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
+	case len(buf) == limit || declared > limit:
+		// The option map follows the entries: declaredSlack leaves it room.
+		size := min(max(2*cap(buf), declared+declaredSlack), maxBuf)
+		if len(buf) < limit {
+			size = min(declared+declaredSlack, maxBuf)
 		}
-		nb := append(c.getReadBuf(min(2*cap(buf), maxBuf)), buf...)
+		nb := append(c.getReadBuf(size), buf...)
 		c.putReadBuf(buf)
 		return nb, nil
 	case cap(buf) > bufSize && len(buf) < bufSize && !readFull:
@@ -672,6 +678,10 @@ func (c *conn) fit(buf []byte, readFull bool, bufSize, maxBuf int) ([]byte, erro
 	}
 	return buf, nil
 }
+
+// declaredSlack is the room fit leaves after a value's declared length for
+// what follows its entries (the option map).
+const declaredSlack = 4 << 10
 
 // fill reads the sender's next bytes into buf (up to maxBuf bytes in all)
 // and returns buf with them and whether the read filled all the free space.

@@ -719,3 +719,37 @@ func TestMaxConnectionAge(t *testing.T) {
 		t.Fatalf("a new connection: ack %q, %v", got, err)
 	}
 }
+
+// A chunk whose header declares entries above the read buffer takes a
+// buffer for all of them as soon as that header is read, instead of
+// doubling its buffer (and copying what it read) read after read.
+func TestBigChunkTakesItsBufferAtOnce(t *testing.T) {
+	pub := &memPub{}
+	s, _ := startServer(t, pub, nil)
+	c := dial(t, s)
+	msg := forwardtest.Packed("t", entries(0, 10000), forwardtest.Options{Chunk: "big"})
+	first := int(s.cfg.ReadBufferBytes) + 1000 // more than a read buffer holds
+	if len(msg) < 16*first {
+		t.Fatalf("a chunk of %d bytes is too small for the test", len(msg))
+	}
+	if _, err := c.Write(msg[:first]); err != nil {
+		t.Fatal(err)
+	}
+	held := func() float64 { return testutil.ToFloat64(s.m.readBufs) }
+	deadline := time.Now().Add(10 * time.Second)
+	for held() < float64(len(msg)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v bytes of read buffer after the first %d bytes of a chunk of %d", held(), first, len(msg))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := c.Write(msg[first:]); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := c.ReadAck(10 * time.Second); err != nil || id != "big" {
+		t.Fatalf("ack %q, %v", id, err)
+	}
+	if got := pub.records(); got != 10000 {
+		t.Fatalf("%d records stored, want 10000", got)
+	}
+}
