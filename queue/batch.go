@@ -126,6 +126,7 @@ type batch struct {
 	keys   []byte         // the keys header
 	count  int            // records
 	timer  *time.Timer
+	msg    *nats.Msg // once sent; its body and headers dropped once settled (letGo)
 	start  time.Time
 	done   chan struct{} // closed once err is set
 	err    error
@@ -270,7 +271,8 @@ func (b *batcher) send(bt *batch) {
 	// Without the expected-stream check of other messages: the log stream
 	// republishes these headers into the keys stream, which would refuse
 	// them for naming the log stream.
-	f, err := q.js.PublishMsgAsync(&nats.Msg{Subject: q.BatchSubject(), Header: h, Data: data})
+	bt.msg = &nats.Msg{Subject: q.BatchSubject(), Header: h, Data: data}
+	f, err := q.js.PublishMsgAsync(bt.msg)
 	body := bt.body // settle lets go of it
 	if err != nil {
 		q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
@@ -301,8 +303,8 @@ func (b *batcher) send(bt *batch) {
 }
 
 // settle ends the batch with err and frees its slot. The batch lets go of
-// its body, which the chunks' connections would otherwise keep through
-// their Pending until they are done, and after a failure each chunk gets a
+// its body and its message's (letGo), which the chunks' connections would
+// otherwise keep through their Pending until they are done, and after a failure each chunk gets a
 // copy of its entries of its own, which its republish reads: a full stream
 // refuses batch after batch, and the connections hold each refused batch
 // until their chunks are stored at last, so a body of 256 KiB kept for
@@ -315,6 +317,7 @@ func (b *batcher) settle(bt *batch, err error) {
 		}
 	}
 	bt.chunks, bt.body, bt.keys = nil, nil, nil
+	letGo(bt.msg)
 	close(bt.done)
 	<-b.slots
 }

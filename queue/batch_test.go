@@ -392,6 +392,9 @@ func TestRefusedBatchGivesChunksTheirBytes(t *testing.T) {
 		for j, p := range publishEach(t, q, cs) {
 			if err := p.Wait(context.Background()); err != nil {
 				refused, want = append(refused, cs[j]), append(want, orig[j])
+				if m := p.(*batch).msg; m.Data != nil || m.Header != nil {
+					t.Fatal("a refused batch's message still holds its body")
+				}
 			}
 		}
 	}
@@ -477,5 +480,26 @@ func TestBatchSlotsBoundBatches(t *testing.T) {
 	}
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Once stored, a message lets go of its body and headers (letGo): nats.go's
+// timer for its PubAck, stopped, would otherwise keep them for
+// publish_timeout.
+func TestStoredMessagesLetGoOfTheirBody(t *testing.T) {
+	q, _ := openQueue(t, nil)
+	lone := &chunk.Chunk{Tag: "app", Count: 3, Entries: payload(3, 100)} // no chunk id: a message of its own
+	batched := testChunk("app", "b", 3)
+	ps := publishEach(t, q, []*chunk.Chunk{lone, batched})
+	for _, p := range ps {
+		if err := p.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := ps[0].(*pending).futs[0].Msg(); m.Data != nil || m.Header != nil {
+		t.Error("a stored chunk's message still holds its body")
+	}
+	if m := ps[1].(*batch).msg; m.Data != nil || m.Header != nil {
+		t.Error("a stored batch's message still holds its body")
 	}
 }

@@ -105,7 +105,9 @@ func (q *Queue) PutDeadLetters(ctx context.Context, dls []DeadLetter) error {
 	for _, f := range futs {
 		select {
 		case <-f.Ok():
+			letGo(f.Msg())
 		case err := <-f.Err():
+			letGo(f.Msg())
 			return fmt.Errorf("queue: store dead letter: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()

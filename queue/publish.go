@@ -272,7 +272,9 @@ func (p *pending) Wait(ctx context.Context) error {
 	for _, f := range p.futs {
 		select {
 		case <-f.Ok():
+			letGo(f.Msg())
 		case err := <-f.Err():
+			letGo(f.Msg())
 			p.q.metrics.publishErrs.WithLabelValues(errReason(err)).Inc()
 			return fmt.Errorf("queue: store chunk: %w", err)
 		case <-ctx.Done():
@@ -286,6 +288,22 @@ func (p *pending) Wait(ctx context.Context) error {
 	}
 	p.bufs = nil
 	return nil
+}
+
+// letGo drops a published message's body and headers once its PubAck, or
+// its failure, has come. nats.go starts a timer for every async publish
+// (publish_timeout) whose function holds the message, and the Go runtime
+// keeps a stopped timer, and all it holds, in its heap until the time it
+// was set for (or until such timers are a quarter of the heap, which
+// thousands of connections' own timers keep them from being). Without
+// this, every message's body stayed reachable for publish_timeout after it
+// was stored or refused: a full stream refusing batch after batch pinned a
+// new compressed copy of up to 512 KiB for each, and 2,000 forwarders into
+// a 16 MiB stream peaked at 264-333 MB instead of 180-192 MB.
+func letGo(m *nats.Msg) {
+	if m != nil {
+		m.Data, m.Header = nil, nil
+	}
 }
 
 // errCodeStoreFailed is nats-server's JSStreamStoreFailedF, returned when the
