@@ -59,7 +59,7 @@ func (q *Queue) DeadLetterSubject(sink string) string {
 
 func (q *Queue) createDeadLetterStream(ctx context.Context) error {
 	c := q.cfg.DeadLetter
-	_, err := q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := q.createStream(ctx, jetstream.StreamConfig{
 		Name:        q.DeadLetterStream(),
 		Description: "sluice dead letters: records sinks rejected permanently",
 		Subjects:    []string{q.cfg.Stream.SubjectPrefix + "-dlq.>"},

@@ -321,7 +321,7 @@ func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, erro
 		q.Close()
 		return nil, err
 	}
-	q.stream, err = q.js.CreateOrUpdateStream(ctx, sc)
+	q.stream, err = q.createStream(ctx, sc)
 	if err != nil {
 		q.Close()
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || strings.Contains(err.Error(), "retention") {
@@ -452,4 +452,45 @@ func (q *Queue) shutdownServer() {
 		q.srv.Shutdown()
 		q.srv.WaitForShutdown()
 	}
+}
+
+// streamRequestTimeout bounds one attempt of a stream request at start.
+const streamRequestTimeout = 10 * time.Second
+
+// createStream creates or updates a stream (attempts).
+func (q *Queue) createStream(ctx context.Context, sc jetstream.StreamConfig) (jetstream.Stream, error) {
+	var st jetstream.Stream
+	err := attempts(ctx, streamRequestTimeout, func(ctx context.Context) (err error) {
+		st, err = q.js.CreateOrUpdateStream(ctx, sc)
+		return err
+	})
+	return st, err
+}
+
+// attempts runs a JetStream API request with a timeout of its own, again
+// while it gets no answer and ctx lasts. A request that reaches a meta
+// leader just as it steps down (a cluster starting up, or busy) gets no
+// answer at all, and with only ctx's deadline one such request took all
+// of it. Asking again is safe: the requests made this way create or update
+// to one configuration.
+func attempts(ctx context.Context, timeout time.Duration, req func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		err := req(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !noAnswer(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// noAnswer reports whether a JetStream API request failed for want of an
+// answer rather than with one.
+func noAnswer(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
 }

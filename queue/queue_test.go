@@ -325,3 +325,35 @@ func TestStoreTooSmallSaysWhatToChange(t *testing.T) {
 		t.Fatalf("Open with a 64MiB store and a 10GiB stream: %v", err)
 	}
 }
+
+// A JetStream API request that gets no answer is asked again, each attempt
+// bounded by its own timeout, until ctx ends; an answer, even an error,
+// ends the attempts.
+func TestAttemptsAskAgainWithoutAnswer(t *testing.T) {
+	calls := 0
+	err := attempts(context.Background(), 50*time.Millisecond, func(ctx context.Context) error {
+		calls++
+		if calls < 3 {
+			<-ctx.Done() // no answer: the request waits out its attempt
+			return ctx.Err()
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("attempts: %v after %d calls, want nil after 3", err, calls)
+	}
+
+	calls = 0
+	refused := errors.New("insufficient resources")
+	if err := attempts(context.Background(), time.Second, func(context.Context) error { calls++; return refused }); err != refused || calls != 1 {
+		t.Fatalf("attempts: %v after %d calls, want the answer after 1", err, calls)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	calls = 0
+	err = attempts(ctx, 50*time.Millisecond, func(ctx context.Context) error { calls++; <-ctx.Done(); return ctx.Err() })
+	if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil || calls < 2 {
+		t.Fatalf("attempts: %v after %d calls with ctx %v, want the deadline after several", err, calls, ctx.Err())
+	}
+}

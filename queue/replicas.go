@@ -110,13 +110,17 @@ type Replicas struct {
 // once, and keeps announcing what self reports until Close. self is called
 // from the announcing goroutine; its ID and Announced are filled in.
 func (q *Queue) StartReplicas(ctx context.Context, cfg ReplicasConfig, self func() Replica, reg prometheus.Registerer) (*Replicas, error) {
-	kv, err := q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "sluice replicas: one announcement per replica",
-		History:     1,
-		TTL:         cfg.TTL,
-		Storage:     jetstream.MemoryStorage,
-		Replicas:    q.cfg.Stream.Replicas,
+	var kv jetstream.KeyValue
+	err := attempts(ctx, streamRequestTimeout, func(ctx context.Context) (err error) {
+		kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "sluice replicas: one announcement per replica",
+			History:     1,
+			TTL:         cfg.TTL,
+			Storage:     jetstream.MemoryStorage,
+			Replicas:    q.cfg.Stream.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: replicas bucket %s: %w", cfg.Bucket, err)

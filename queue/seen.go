@@ -64,7 +64,7 @@ func (q *Queue) keysRepublish() *jetstream.RePublish {
 // createKeysStream creates or updates the keys stream. It must exist before
 // the first batch message: a republish with no stream to take it is lost.
 func (q *Queue) createKeysStream(ctx context.Context) error {
-	_, err := q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := q.createStream(ctx, jetstream.StreamConfig{
 		Name:        q.KeysStream(),
 		Description: "sluice: chunk keys of batch messages, to tell resent chunks (republished by the log stream)",
 		Subjects:    []string{q.keysSubject()},
