@@ -304,11 +304,11 @@ func (b *batcher) send(bt *batch) {
 
 // settle ends the batch with err and frees its slot. The batch lets go of
 // its body and its message's (letGo), which the chunks' connections would
-// otherwise keep through their Pending until they are done, and after a failure each chunk gets a
-// copy of its entries of its own, which its republish reads: a full stream
-// refuses batch after batch, and the connections hold each refused batch
-// until their chunks are stored at last, so a body of 256 KiB kept for
-// them would pin thousands.
+// otherwise keep through their Pending until they are done, and after a
+// failure each chunk gets a copy of its entries of its own, which its
+// republish reads: a full stream refuses batch after batch, and the
+// connections hold each refused batch until their chunks are stored at
+// last, so a body of 256 KiB kept for them would pin thousands.
 func (b *batcher) settle(bt *batch, err error) {
 	if err != nil {
 		bt.err = err
