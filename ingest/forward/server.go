@@ -664,11 +664,11 @@ func (c *conn) fit(buf []byte, readFull bool, bufSize, maxBuf, declared int) ([]
 		return buf, reject(ReasonTooLarge, "value is above the limit of %d bytes", c.s.cfg.MaxChunkBytes)
 	case len(buf) == limit || declared > limit:
 		// The option map follows the entries: declaredSlack leaves it room.
-		size := min(max(2*cap(buf), declared+declaredSlack), maxBuf)
-		if len(buf) < limit {
-			size = min(declared+declaredSlack, maxBuf)
+		size := declared + declaredSlack
+		if len(buf) == limit {
+			size = max(size, 2*cap(buf))
 		}
-		nb := append(c.getReadBuf(size), buf...)
+		nb := append(c.getReadBuf(min(size, maxBuf)), buf...)
 		c.putReadBuf(buf)
 		return nb, nil
 	case cap(buf) > bufSize && len(buf) < bufSize && !readFull:
