@@ -478,7 +478,7 @@ func attempts(ctx context.Context, timeout time.Duration, req func(context.Conte
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		err := req(actx)
 		cancel()
-		if err == nil || ctx.Err() != nil || !noAnswer(err) {
+		if err == nil || !noAnswer(err) {
 			return err
 		}
 		select {
