@@ -58,7 +58,9 @@ func fluentBitConfig(dir string, port int, output, vl string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		cfg += fmt.Sprintf("    Name   es\n    Host   %s\n    Port   %s\n    Path   /insert/elasticsearch\n    Index  logs\n    Suppress_Type_Name On\n", u.Hostname(), u.Port())
+		// Compress gzip as sluice's es sink does by default, so that both
+		// send the server the same bytes to inflate.
+		cfg += fmt.Sprintf("    Name   es\n    Host   %s\n    Port   %s\n    Path   /insert/elasticsearch\n    Index  logs\n    Suppress_Type_Name On\n    Compress gzip\n", u.Hostname(), u.Port())
 	default:
 		return "", fmt.Errorf("fluent-bit: unknown output %q", output)
 	}
