@@ -135,6 +135,7 @@ func MsgID(chunkID, tag string, entries []byte) string {
 // keeps the nonce Publish gives it), and in a batch message its key does
 // (Seen).
 func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
+	q.lastPublish.Store(sinceStart())
 	if q.batcher != nil && q.batcher.fits(c) {
 		return q.batcher.add(c)
 	}
@@ -416,3 +417,17 @@ func (q *Queue) Consumer(ctx context.Context, sink string, cc ConsumerConfig) (j
 
 // MaxMessageBytes is the largest message payload the queue publishes.
 func (q *Queue) MaxMessageBytes() int { return q.maxMsg }
+
+// Storing reports whether a chunk awaits storage or was published within
+// the last quiet (2 ms): the gaps between a burst's chunks do not count as
+// the end of it.
+func (q *Queue) Storing() bool {
+	last := q.lastPublish.Load()
+	return last != 0 && time.Duration(sinceStart()-last) < q.quiet || q.js.PublishAsyncPending() > 0
+}
+
+var started = time.Now()
+
+// sinceStart reads the monotonic clock: nanoseconds since the package
+// started (never 0 once a publish can run).
+func sinceStart() int64 { return int64(time.Since(started)) }

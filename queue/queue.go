@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -245,6 +246,10 @@ type Queue struct {
 	// expectStream makes JetStream refuse a message that would land in
 	// another stream; made once, not per publish.
 	expectStream jetstream.PublishOpt
+	// lastPublish is sinceStart at the latest Publish (0: none); Storing
+	// for quiet after it.
+	lastPublish atomic.Int64
+	quiet       time.Duration
 }
 
 // Open starts the embedded server when no URL is set, connects, and creates
@@ -252,7 +257,7 @@ type Queue struct {
 func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, error) {
 	set = set.Defaults()
 	q := &Queue{cfg: cfg, set: set, subjectFor: newSubjectCache(cfg.Stream.SubjectPrefix),
-		expectStream: jetstream.WithExpectStream(cfg.Stream.Name)}
+		expectStream: jetstream.WithExpectStream(cfg.Stream.Name), quiet: 2 * time.Millisecond}
 	opts := []nats.Option{
 		nats.Name("sluice"),
 		nats.MaxReconnects(-1),

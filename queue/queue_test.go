@@ -357,3 +357,35 @@ func TestAttemptsAskAgainWithoutAnswer(t *testing.T) {
 		t.Fatalf("attempts: %v after %d calls with ctx %v, want the deadline after several", err, calls, ctx.Err())
 	}
 }
+
+// Storing is true from a publish until it is stored and a quiet moment
+// has passed, and false again after.
+func TestStoringFollowsPublishes(t *testing.T) {
+	q, _ := openQueue(t, nil)
+	if q.Storing() {
+		t.Fatal("storing before any publish")
+	}
+	quiet := q.quiet
+	q.quiet = time.Hour
+	p, err := q.Publish(&chunk.Chunk{Tag: "t", Count: 3, Entries: payload(3, 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q.Storing() {
+		t.Fatal("not storing right after a publish")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !q.Storing() {
+		t.Fatal("not storing within the quiet time after a publish")
+	}
+	q.quiet = quiet
+	for deadline := time.Now().Add(5 * time.Second); q.Storing(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still storing 5s after the chunk was stored")
+		}
+	}
+}
