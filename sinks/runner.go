@@ -72,6 +72,23 @@ type RunnerConfig struct {
 	Seen interface {
 		Earlier(ctx context.Context, key string, seq uint64, stored time.Time) (bool, error)
 	}
+	// GiveWay, when its Busy is set, lets ingest have the CPU first while
+	// it stores a burst.
+	GiveWay GiveWay
+}
+
+// GiveWay makes a sink give way to ingest while it stores a burst: while
+// Busy, the first worker waits between batches, in all Ratio times as long
+// as its writes took, and the other workers take no batch; a wait ends as
+// soon as ingest is no longer busy. The sink writes what it put
+// off once the burst is stored. Once the oldest record of the sink's
+// latest batch was stored MaxDelay ago, no one waits: a sink never falls
+// further behind than that for ingest's sake.
+type GiveWay struct {
+	// Busy reports whether ingest is storing chunks.
+	Busy     func() bool
+	Ratio    float64
+	MaxDelay time.Duration
 }
 
 // Transform rewrites a record: it appends the new msgpack record to dst and
@@ -141,6 +158,7 @@ type runnerMetrics struct {
 	// redeliveries of a message this replica fetched before: joined (it was
 	// still in flight), skipped (settled moments ago) or written (again).
 	joined, skipped, rewritten prometheus.Counter
+	gaveWay                    prometheus.Counter // seconds
 }
 
 func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
@@ -173,14 +191,16 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 	redeliveries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_sink_redeliveries_total",
 		Help:        "Messages JetStream delivered again, by what the runner did: joined (the first delivery was still in flight here; settled with it), skipped (settled here moments ago; acknowledged again, not written) or written (neither: written again).",
 		ConstLabels: l}, []string{"outcome"})
-	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered, age, redeliveries)
+	gaveWay := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_gave_way_seconds_total",
+		Help: "Time the sink's workers waited for ingest to store a burst (give_way).", ConstLabels: l})
+	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered, age, redeliveries, gaveWay)
 	return runnerMetrics{
 		delivered: records.WithLabelValues("delivered"), dead: records.WithLabelValues("dead"),
 		retried: retried, errors: errs, acked: acked, batchSize: batch, latency: lat,
 		undecoded: undecoded, replayed: replayed, inProgress: inProgress, dropped: dropped, filtered: filtered,
 		delivery: age,
 		joined:   redeliveries.WithLabelValues("joined"), skipped: redeliveries.WithLabelValues("skipped"),
-		rewritten: redeliveries.WithLabelValues("written"),
+		rewritten: redeliveries.WithLabelValues("written"), gaveWay: gaveWay,
 	}
 }
 
@@ -250,6 +270,8 @@ type Runner struct {
 		lastErrAt                time.Time
 	}
 
+	lastStored atomic.Int64 // when the oldest record of the latest batch was stored, Unix ns
+
 	hard     context.Context // ends waits, writes and retries
 	hardStop context.CancelFunc
 	workers  sync.WaitGroup
@@ -299,9 +321,10 @@ func NewRunner(name string, sink Sink, pull Puller, dlq DeadLetters, cfg RunnerC
 // Start begins fetching and writing in the background.
 func (r *Runner) Start() error {
 	r.started = true
+	r.lastStored.Store(time.Now().UnixNano()) // not behind before the first batch
 	for i := 0; i < r.cfg.Concurrency; i++ {
 		r.workers.Add(1)
-		go r.work()
+		go r.work(i)
 	}
 	go r.fetch()
 	go r.keepAlive()
@@ -701,12 +724,73 @@ func (r *Runner) keepAlive() {
 	}
 }
 
-func (r *Runner) work() {
+// work writes batches. Worker 0 gives way to ingest after each batch, the
+// others take no batch while ingest stores (GiveWay).
+func (r *Runner) work(i int) {
 	defer r.workers.Done()
-	for b := range r.batches {
+	g := &r.cfg.GiveWay
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	var owed time.Duration // worker 0's wait, Ratio times its writes while ingest was busy
+	for {
+		if i > 0 && g.Busy != nil {
+			if _, ok := r.giveWay(t, g.MaxDelay, 5*time.Millisecond); !ok {
+				return
+			}
+		}
+		b, ok := <-r.batches
+		if !ok {
+			return
+		}
+		if len(b) > 0 && b[0].owner != nil {
+			r.lastStored.Store(b[0].owner.stored.UnixNano())
+		}
+		start := time.Now()
 		r.deliver(b)
 		r.putBatch(b)
+		if i > 0 || g.Busy == nil {
+			continue
+		}
+		if !g.Busy() {
+			owed = 0
+			continue
+		}
+		// The wait builds up to a millisecond: a timer set for less would
+		// wait longer than asked.
+		if owed += time.Duration(float64(time.Since(start)) * g.Ratio); owed >= time.Millisecond {
+			waited, ok := r.giveWay(t, owed, time.Millisecond)
+			if !ok {
+				return
+			}
+			owed = max(0, owed-waited)
+		}
 	}
+}
+
+// giveWay waits while ingest stores chunks, looking again every step, for
+// at most d, and not at all once the sink's latest batch is MaxDelay old.
+// It returns how long it waited, and false when the runner stops.
+func (r *Runner) giveWay(t *time.Timer, d, step time.Duration) (time.Duration, bool) {
+	g := &r.cfg.GiveWay
+	start := time.Now()
+	end := start.Add(min(d, g.MaxDelay-start.Sub(time.Unix(0, r.lastStored.Load()))))
+	waited := false
+	for left := time.Until(end); left > 0 && g.Busy(); left = time.Until(end) {
+		waited = true
+		t.Reset(min(left, step))
+		select {
+		case <-t.C:
+		case <-r.hard.Done():
+			t.Stop()
+			return 0, false
+		}
+	}
+	if !waited {
+		return 0, true
+	}
+	w := time.Since(start)
+	r.m.gaveWay.Add(w.Seconds())
+	return w, true
 }
 
 // settle settles records: each one delivered or dead. A message is
