@@ -161,6 +161,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 			Seen:         a.q.Seen(),
 		}
+		if g := sc.GiveWay; *g.Enabled {
+			rc.GiveWay = sinks.GiveWay{Busy: a.q.Storing, Ratio: g.Ratio, MaxDelay: g.MaxDelay}
+		}
 		rc.Transform, rc.MatchTag, rc.Keep, rc.Reshape, rc.Scrub = stages.Transform, stages.MatchTag, stages.Keep, stages.Reshape, stages.Scrub
 		pull, err := a.q.NewPuller(cons)
 		if err != nil {

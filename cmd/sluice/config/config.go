@@ -168,6 +168,8 @@ type SinkConfig struct {
 	// AckWait is how long a delivered message may stay unacknowledged before
 	// it is redelivered.
 	AckWait time.Duration `yaml:"ack_wait"`
+	// GiveWay lets ingest have the CPU first while it stores a burst.
+	GiveWay GiveWayConfig `yaml:"give_way"`
 
 	File          *file.Config          `yaml:"file"`
 	Elasticsearch *elasticsearch.Config `yaml:"elasticsearch"`
@@ -182,6 +184,24 @@ type BatchConfig struct {
 	MaxBytes   units.ByteSize `yaml:"max_bytes"`
 	Linger     time.Duration  `yaml:"linger"`
 }
+
+// GiveWayConfig makes a sink give way to ingest while chunks await
+// storage: its first worker waits Ratio times as long as its writes took,
+// its other workers write nothing, and it catches up once the burst is
+// stored, never falling more than MaxDelay behind for it.
+type GiveWayConfig struct {
+	// Enabled is the default for file sinks, whose writes spend this
+	// process's CPU; other sinks mostly wait on their destination.
+	Enabled  *bool         `yaml:"enabled"`
+	Ratio    float64       `yaml:"ratio"`
+	MaxDelay time.Duration `yaml:"max_delay"`
+}
+
+// Give-way defaults.
+const (
+	DefaultGiveWayRatio    = 0.5
+	DefaultGiveWayMaxDelay = 2 * time.Second
+)
 
 // RetryConfig is the retry policy of a sink.
 type RetryConfig struct {
@@ -298,6 +318,16 @@ func (c *Config) SetDefaults() {
 		}
 		if s.Concurrency == 0 {
 			s.Concurrency = 1
+		}
+		if s.GiveWay.Enabled == nil {
+			on := s.File != nil
+			s.GiveWay.Enabled = &on
+		}
+		if s.GiveWay.Ratio == 0 {
+			s.GiveWay.Ratio = DefaultGiveWayRatio
+		}
+		if s.GiveWay.MaxDelay == 0 {
+			s.GiveWay.MaxDelay = DefaultGiveWayMaxDelay
 		}
 		if s.Retry.BackoffMin == 0 {
 			s.Retry.BackoffMin = 100 * time.Millisecond
@@ -440,6 +470,12 @@ func (c *Config) Validate() error {
 		}
 		if s.Concurrency < 1 || s.Concurrency > 256 {
 			add(path+".concurrency", errors.New("must be between 1 and 256"))
+		}
+		if r := s.GiveWay.Ratio; !(r > 0 && r <= 100) {
+			add(path+".give_way.ratio", errors.New("must be above 0 and at most 100"))
+		}
+		if s.GiveWay.MaxDelay <= 0 {
+			add(path+".give_way.max_delay", errors.New("must be positive"))
 		}
 		if s.Retry.MaxAttempts < 0 {
 			add(path+".retry.max_attempts", errors.New("must not be negative (0 retries for ever)"))

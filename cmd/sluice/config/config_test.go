@@ -41,6 +41,24 @@ func TestDefaultsMatchTheEmbeddedSetup(t *testing.T) {
 	if b := c.Sinks[1].Batch; b.MaxRecords != 10000 || b.MaxBytes != 8<<20 {
 		t.Errorf("elasticsearch sink batch %+v", b)
 	}
+	// The file sink gives way to ingest by default, sinks that wait on a
+	// destination do not; either can be set.
+	if g := c.Sinks[0].GiveWay; !*g.Enabled || g.Ratio != 0.5 || g.MaxDelay != 2*time.Second {
+		t.Errorf("file sink give_way %+v", g)
+	}
+	if g := c.Sinks[1].GiveWay; *g.Enabled {
+		t.Errorf("elasticsearch sink give_way %+v", g)
+	}
+	c, err = Parse([]byte("sinks: [{file: {}, give_way: {enabled: false}}, {elasticsearch: {urls: [\"http://127.0.0.1:9200\"]}, give_way: {enabled: true, ratio: 2}}]\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := c.Sinks[0].GiveWay; *g.Enabled {
+		t.Errorf("file sink give_way %+v", g)
+	}
+	if g := c.Sinks[1].GiveWay; !*g.Enabled || g.Ratio != 2 {
+		t.Errorf("elasticsearch sink give_way %+v", g)
+	}
 	if c.NATS.Stream.MaxBytes != 10<<30 || c.ShutdownTimeout != 30*time.Second || c.Log.Format != "text" {
 		t.Errorf("defaults %+v", c)
 	}
@@ -109,6 +127,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"shutdown_timeout: -1s\napi: {listen: x}\n", []string{"shutdown_timeout:", "api.listen:"}},
 		{"nats: {stream: {max_bytes: lots}}\n", []string{"is not a size"}},
 		{"forwardd: {}\n", []string{"field forwardd not found"}},
+		{"sinks:\n  - file: {}\n    give_way: {ratio: -1, max_delay: -1s}\n", []string{"sinks[0].give_way.ratio: must be above 0", "sinks[0].give_way.max_delay: must be positive"}},
 	}
 	for _, tc := range cases {
 		_, err := Parse([]byte(tc.yaml), env(nil))
