@@ -38,7 +38,7 @@
 //
 // Unless keep_page_cache is set, the sink asks the kernel to write each
 // 8 MiB of a file back as soon as it is written and drops those pages from
-// the page cache one window later (Linux: sync_file_range and
+// the page cache two windows later (Linux: sync_file_range and
 // posix_fadvise). Writes then reuse warm pages, which costs a fraction of
 // filling fresh ones, and the sink does not fill a container's memory with
 // cache that nothing reads. Keep the cache when something reads the files

@@ -6,10 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pageCacheWindow is how far the written end of a file runs ahead of the
-// range whose pages are dropped: writeback of a window starts when it is
-// written, and its pages are dropped one window later, by which time the
-// disk has usually taken them.
+// pageCacheWindow is the step of the writeback and the dropping of pages:
+// writeback of a window starts when it is written, and its pages are
+// dropped two windows later, by which time the disk has taken them, so that
+// the write that drops them does not wait for the disk.
 const pageCacheWindow = 8 << 20
 
 // pageCache starts the kernel's writeback of what the sink wrote and then
@@ -23,6 +23,7 @@ const pageCacheWindow = 8 << 20
 // file closes (or after each batch, with sync) reports a failed write.
 type pageCache struct {
 	started int64 // writeback requested for [0, started)
+	before  int64 // started, one window ago
 	dropped int64 // pages dropped for [0, dropped)
 }
 
@@ -32,14 +33,15 @@ func (p *pageCache) wrote(f *os.File, size int64) {
 		return
 	}
 	control(f, func(fd int) {
-		if p.started > p.dropped {
-			unix.SyncFileRange(fd, p.dropped, p.started-p.dropped,
+		if p.before > p.dropped {
+			// Written back a window ago: the wait is for stragglers.
+			unix.SyncFileRange(fd, p.dropped, p.before-p.dropped,
 				unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
-			unix.Fadvise(fd, p.dropped, p.started-p.dropped, unix.FADV_DONTNEED)
-			p.dropped = p.started
+			unix.Fadvise(fd, p.dropped, p.before-p.dropped, unix.FADV_DONTNEED)
+			p.dropped = p.before
 		}
 		unix.SyncFileRange(fd, p.started, size-p.started, unix.SYNC_FILE_RANGE_WRITE)
-		p.started = size
+		p.before, p.started = p.started, size
 	})
 }
 
@@ -47,7 +49,7 @@ func (p *pageCache) wrote(f *os.File, size int64) {
 // and can go.
 func (p *pageCache) synced(f *os.File, size int64) {
 	control(f, func(fd int) { unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED) })
-	p.started, p.dropped = size, size
+	p.started, p.before, p.dropped = size, size, size
 }
 
 func control(f *os.File, fn func(fd int)) {

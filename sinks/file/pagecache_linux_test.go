@@ -61,8 +61,8 @@ func TestWrittenPagesAreDropped(t *testing.T) {
 		t.Skip("tmpfs keeps every page: it has no disk to write them back to")
 	}
 	s := newSink(t, Config{Path: dir}, "drop", newClock())
-	path, size := writeMiB(t, s, 3*pageCacheWindow>>20)
-	// Everything up to the window before the last is written back and
+	path, size := writeMiB(t, s, 4*pageCacheWindow>>20)
+	// Everything up to two windows before the last is written back and
 	// dropped; the first window must be gone.
 	if in, pages := resident(t, path, pageCacheWindow); in > pages/10 {
 		t.Errorf("first %d MiB: %d of %d pages still cached, want them dropped", pageCacheWindow>>20, in, pages)
