@@ -79,11 +79,12 @@ type RunnerConfig struct {
 
 // GiveWay makes a sink give way to ingest while it stores a burst: while
 // Busy, the first worker waits between batches, in all Ratio times as long
-// as its writes took, and the other workers take no batch; a wait ends as
-// soon as ingest is no longer busy. The sink writes what it put
-// off once the burst is stored. Once the oldest record of the sink's
-// latest batch was stored MaxDelay ago, no one waits: a sink never falls
-// further behind than that for ingest's sake.
+// as its writes took, and the other workers wait before taking their next
+// batch; a wait ends as soon as ingest is no longer busy. The sink writes
+// what it put off once the burst is stored. Once the oldest record of the
+// sink's latest batch was stored MaxDelay ago (JetStream's clock against
+// this process's), no one waits: a sink never falls further behind than
+// that for ingest's sake.
 type GiveWay struct {
 	// Busy reports whether ingest is storing chunks.
 	Busy     func() bool
@@ -192,7 +193,7 @@ func newRunnerMetrics(name string, r prometheus.Registerer) runnerMetrics {
 		Help:        "Messages JetStream delivered again, by what the runner did: joined (the first delivery was still in flight here; settled with it), skipped (settled here moments ago; acknowledged again, not written) or written (neither: written again).",
 		ConstLabels: l}, []string{"outcome"})
 	gaveWay := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_sink_gave_way_seconds_total",
-		Help: "Time the sink's workers waited for ingest to store a burst (give_way).", ConstLabels: l})
+		Help: "Time the sink's first worker waited between batches for ingest to store a burst (give_way).", ConstLabels: l})
 	r.MustRegister(records, errs, retried, acked, batch, lat, undecoded, replayed, inProgress, dropped, filtered, age, redeliveries, gaveWay)
 	return runnerMetrics{
 		delivered: records.WithLabelValues("delivered"), dead: records.WithLabelValues("dead"),
@@ -724,14 +725,14 @@ func (r *Runner) keepAlive() {
 	}
 }
 
-// work writes batches. Worker 0 gives way to ingest after each batch, the
-// others take no batch while ingest stores (GiveWay).
+// work writes batches. Worker 0 gives way to ingest after its batches, the
+// others before taking their next one (GiveWay).
 func (r *Runner) work(i int) {
 	defer r.workers.Done()
 	g := &r.cfg.GiveWay
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	var owed time.Duration // worker 0's wait, Ratio times its writes while ingest was busy
+	var owed time.Duration // worker 0's wait: Ratio times its writes while ingest was busy
 	for {
 		if i > 0 && g.Busy != nil {
 			if _, ok := r.giveWay(t, g.MaxDelay, 5*time.Millisecond); !ok {
@@ -762,21 +763,24 @@ func (r *Runner) work(i int) {
 			if !ok {
 				return
 			}
-			owed = max(0, owed-waited)
+			r.m.gaveWay.Add(waited.Seconds())
+			owed = 0 // whatever cut the wait short, it does not carry over
 		}
 	}
 }
 
 // giveWay waits while ingest stores chunks, looking again every step, for
-// at most d, and not at all once the sink's latest batch is MaxDelay old.
-// It returns how long it waited, and false when the runner stops.
+// at most d, and not once the sink's latest batch is MaxDelay old. It
+// returns how long it waited, and false when the runner stops.
 func (r *Runner) giveWay(t *time.Timer, d, step time.Duration) (time.Duration, bool) {
 	g := &r.cfg.GiveWay
 	start := time.Now()
-	end := start.Add(min(d, g.MaxDelay-start.Sub(time.Unix(0, r.lastStored.Load()))))
-	waited := false
-	for left := time.Until(end); left > 0 && g.Busy(); left = time.Until(end) {
-		waited = true
+	for {
+		now := time.Now()
+		left := min(d-now.Sub(start), time.Unix(0, r.lastStored.Load()).Add(g.MaxDelay).Sub(now))
+		if left <= 0 || !g.Busy() {
+			return now.Sub(start), true
+		}
 		t.Reset(min(left, step))
 		select {
 		case <-t.C:
@@ -785,12 +789,6 @@ func (r *Runner) giveWay(t *time.Timer, d, step time.Duration) (time.Duration, b
 			return 0, false
 		}
 	}
-	if !waited {
-		return 0, true
-	}
-	w := time.Since(start)
-	r.m.gaveWay.Add(w.Seconds())
-	return w, true
 }
 
 // settle settles records: each one delivered or dead. A message is
