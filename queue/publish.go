@@ -418,12 +418,15 @@ func (q *Queue) Consumer(ctx context.Context, sink string, cc ConsumerConfig) (j
 // MaxMessageBytes is the largest message payload the queue publishes.
 func (q *Queue) MaxMessageBytes() int { return q.maxMsg }
 
-// Storing reports whether a chunk awaits storage or was published within
-// the last quiet (2 ms): the gaps between a burst's chunks do not count as
-// the end of it.
+// Storing reports whether a chunk awaits storage (a batch message being
+// gathered, a message awaiting its PubAck: dead letters count too) or was
+// published within the last quiet (2 ms), so that the gaps between a
+// burst's chunks do not count as the end of it.
 func (q *Queue) Storing() bool {
-	last := q.lastPublish.Load()
-	return last != 0 && time.Duration(sinceStart()-last) < q.quiet || q.js.PublishAsyncPending() > 0
+	if last := q.lastPublish.Load(); last != 0 && time.Duration(sinceStart()-last) < q.quiet {
+		return true
+	}
+	return q.batcher != nil && len(q.batcher.slots) > 0 || q.js.PublishAsyncPending() > 0
 }
 
 var started = time.Now()

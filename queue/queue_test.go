@@ -388,4 +388,23 @@ func TestStoringFollowsPublishes(t *testing.T) {
 			t.Fatal("still storing 5s after the chunk was stored")
 		}
 	}
+
+	// A chunk gathered into a batch message waits for the batch's linger
+	// before it is published at all.
+	q.quiet = 0
+	p, err = q.Publish(&chunk.Chunk{Tag: "t", ID: "c1", Count: 3, Entries: payload(3, 10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q.Storing() {
+		t.Fatal("not storing while a chunk is being gathered into a batch")
+	}
+	if err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); q.Storing(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still storing 5s after the chunk was stored")
+		}
+	}
 }
