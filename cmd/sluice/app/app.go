@@ -161,9 +161,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			BufferBytes:  max(32<<20, 2*a.q.MaxMessageBytes()),
 			Seen:         a.q.Seen(),
 		}
-		if g := sc.GiveWay; *g.Enabled {
-			rc.GiveWay = sinks.GiveWay{Busy: a.q.Storing, Ratio: g.Ratio, MaxDelay: g.MaxDelay}
-		}
+		rc.GiveWay = giveWay(sc.GiveWay, a.q.Storing)
 		rc.Transform, rc.MatchTag, rc.Keep, rc.Reshape, rc.Scrub = stages.Transform, stages.MatchTag, stages.Keep, stages.Reshape, stages.Scrub
 		pull, err := a.q.NewPuller(cons)
 		if err != nil {
@@ -339,6 +337,15 @@ func (a *App) observe(sink string) func([]sinks.Record) {
 	return func(recs []sinks.Record) {
 		a.hub.Offer(sink, len(recs), func(i int) (string, chunk.Entry) { return recs[i].Tag, recs[i].Entry })
 	}
+}
+
+// giveWay is a sink runner's GiveWay for its give_way setting (defaults
+// set), none when it is off.
+func giveWay(g config.GiveWayConfig, storing func() bool) sinks.GiveWay {
+	if g.Enabled == nil || !*g.Enabled {
+		return sinks.GiveWay{}
+	}
+	return sinks.GiveWay{Busy: storing, Ratio: g.Ratio, MaxDelay: g.MaxDelay}
 }
 
 // sinkStages builds what a sink's runner applies to its records before the
