@@ -187,8 +187,8 @@ type BatchConfig struct {
 
 // GiveWayConfig makes a sink give way to ingest while chunks await
 // storage: its first worker waits Ratio times as long as its writes took,
-// its other workers write nothing, and it catches up once the burst is
-// stored, never falling more than MaxDelay behind for it.
+// its other workers wait before taking a batch, and it catches up once the
+// burst is stored, never falling more than MaxDelay behind for it.
 type GiveWayConfig struct {
 	// Enabled is the default for file sinks, whose writes spend this
 	// process's CPU; other sinks mostly wait on their destination.
