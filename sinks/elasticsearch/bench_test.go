@@ -38,7 +38,7 @@ func containerRecords(b testing.TB, n int) []sinks.Record {
 func BenchmarkEncodeDocument(b *testing.B) {
 	s := newSink(b, Config{URLs: []string{"http://127.0.0.1:1"}, LogstashFormat: true})
 	recs := containerRecords(b, 1000)
-	buf := &buffers{names: s.index.cache()}
+	buf := s.bufs.Get().(*buffers)
 	var body []byte
 	b.ReportAllocs()
 	b.ResetTimer()

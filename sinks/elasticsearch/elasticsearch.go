@@ -168,7 +168,7 @@ func New(ctx context.Context, cfg Config, name string, set component.Settings, o
 		s.headers.Set("Content-Encoding", "gzip")
 	}
 	s.headers.Set("Content-Type", "application/x-ndjson")
-	s.bufs.New = func() any { return &buffers{names: s.index.cache()} }
+	s.bufs.New = func() any { return &buffers{names: s.index.cache(), enc: jsonl.NewEncoder(s.jopts)} }
 	return s, nil
 }
 
@@ -231,6 +231,7 @@ type buffers struct {
 	recIdx  []int  // the record index of each document in body
 	ends    []int  // the end offset of each document in body
 	names   *namerCache
+	enc     *jsonl.Encoder // remembers the last tag and second it wrote
 }
 
 // maxKeptBuffer bounds the buffers kept in the pool.
@@ -558,7 +559,7 @@ func (s *Sink) appendDoc(dst []byte, rec *sinks.Record, b *buffers) ([]byte, err
 		}
 		entry.Record = b.scratch
 	}
-	return jsonl.AppendLine(dst, rec.Tag, entry, s.jopts)
+	return b.enc.AppendLine(dst, rec.Tag, entry)
 }
 
 // Close releases the client's connections.
