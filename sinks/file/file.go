@@ -328,7 +328,7 @@ func (s *Sink) openFile(hour time.Time) error {
 				return fmt.Errorf("file sink %s: %w", s.name, err)
 			}
 		}
-		s.f, s.path, s.hour, s.size, s.pc = f, path, hour, 0, pageCache{}
+		s.f, s.path, s.hour, s.size = f, path, hour, 0
 		s.log.Info("file sink opened a file", "path", path)
 		return nil
 	}
@@ -404,5 +404,6 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	s.buf = nil
+	s.pc.settle()
 	return s.closeFile()
 }

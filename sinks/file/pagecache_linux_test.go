@@ -62,6 +62,7 @@ func TestWrittenPagesAreDropped(t *testing.T) {
 	}
 	s := newSink(t, Config{Path: dir}, "drop", newClock())
 	path, size := writeMiB(t, s, 4*pageCacheWindow>>20)
+	s.pc.settle()
 	// Everything up to two windows before the last is written back and
 	// dropped; the first window must be gone, the second still there (the
 	// write that drops it does not wait for the disk to take it).
