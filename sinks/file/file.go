@@ -38,11 +38,11 @@
 //
 // Unless keep_page_cache is set, the sink asks the kernel to write each
 // 8 MiB of a file back as soon as it is written and drops those pages from
-// the page cache two windows later (Linux: sync_file_range and
-// posix_fadvise). Writes then reuse warm pages, which costs a fraction of
-// filling fresh ones, and the sink does not fill a container's memory with
-// cache that nothing reads. Keep the cache when something reads the files
-// right after they are written.
+// the page cache two windows later, on a goroutine of its own (Linux:
+// sync_file_range and posix_fadvise). Writes then reuse warm pages, which
+// costs a fraction of filling fresh ones, and the sink does not fill a
+// container's memory with cache that nothing reads. Keep the cache when
+// something reads the files right after they are written.
 package file
 
 import (
