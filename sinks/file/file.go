@@ -378,6 +378,7 @@ func (s *Sink) closeFile() error {
 	if s.f == nil {
 		return nil
 	}
+	s.pc.settle() // its calls on the file hold it open
 	err := s.f.Sync()
 	if err == nil && !s.cfg.KeepPageCache {
 		s.pc.synced(s.f, s.size)
@@ -404,6 +405,5 @@ func (s *Sink) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	s.buf = nil
-	s.pc.settle()
 	return s.closeFile()
 }

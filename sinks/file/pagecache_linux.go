@@ -44,10 +44,13 @@ type pageCache struct {
 func (p *pageCache) wrote(f *os.File, size int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.f == f && size-p.size < pageCacheWindow {
-		return // less than a window since the last one handed on
+	if p.f != f {
+		p.f, p.size = f, 0
 	}
-	p.f, p.size = f, size
+	if size/pageCacheWindow == p.size/pageCacheWindow {
+		return // still in the window handed on last
+	}
+	p.size = size
 	if !p.running {
 		p.running = true
 		go p.run()
@@ -91,7 +94,8 @@ func (p *pageCache) run() {
 	}
 }
 
-// settle waits until the goroutine has caught up (Close, tests).
+// settle waits until the goroutine has caught up (before a file is closed,
+// tests).
 func (p *pageCache) settle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
