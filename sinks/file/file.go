@@ -262,7 +262,7 @@ func (s *Sink) writeFile(buf []byte) error {
 	}
 	if err == nil && !s.cfg.KeepPageCache {
 		if s.cfg.Sync {
-			s.pc.synced(s.f, s.size+int64(len(buf)))
+			s.pc.synced(s.f)
 		} else {
 			s.pc.wrote(s.f, s.size+int64(len(buf)))
 		}
@@ -381,7 +381,7 @@ func (s *Sink) closeFile() error {
 	s.pc.settle() // its calls on the file hold it open
 	err := s.f.Sync()
 	if err == nil && !s.cfg.KeepPageCache {
-		s.pc.synced(s.f, s.size)
+		s.pc.synced(s.f)
 	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr

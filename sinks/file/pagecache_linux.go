@@ -23,8 +23,8 @@ const pageCacheWindow = 8 << 20
 // The calls run on a goroutine of their own, started when a window is
 // written and ended when it has caught up, so that the sink's writes do not
 // wait for them (in a sink catching up alone they took a tenth of its
-// worker's time). A file closed meanwhile is safe: the calls on it then
-// fail, and the close drops its pages itself (synced).
+// worker's time). The sink settles it before it closes a file, and the
+// close drops the file's pages itself (synced).
 //
 // Both calls are advice: errors are ignored here, because the fsync when the
 // file closes (or after each batch, with sync) reports a failed write.
@@ -33,7 +33,7 @@ type pageCache struct {
 	f       *os.File // the file of the latest wrote
 	size    int64    // its size then
 	running bool     // a goroutine handles the windows
-	idle    sync.Cond
+	done    sync.WaitGroup
 
 	// The goroutine's own, for the file it handled last.
 	file                     *os.File
@@ -53,20 +53,19 @@ func (p *pageCache) wrote(f *os.File, size int64) {
 	p.size = size
 	if !p.running {
 		p.running = true
+		p.done.Add(1)
 		go p.run()
 	}
 }
 
 // run handles windows until it has caught up with wrote.
 func (p *pageCache) run() {
+	defer p.done.Done()
 	for {
 		p.mu.Lock()
 		f, size := p.f, p.size
 		if f == p.file && size-p.started < pageCacheWindow {
 			p.running = false
-			if p.idle.L != nil {
-				p.idle.Broadcast()
-			}
 			p.mu.Unlock()
 			return
 		}
@@ -89,27 +88,18 @@ func (p *pageCache) run() {
 			}
 		})
 		if size-p.started >= pageCacheWindow {
-			p.started = size // closed under it: nothing more to do for this file
+			p.started = size // the calls could not run: do not try again
 		}
 	}
 }
 
 // settle waits until the goroutine has caught up (before a file is closed,
-// tests).
-func (p *pageCache) settle() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.idle.L == nil {
-		p.idle.L = &p.mu
-	}
-	for p.running {
-		p.idle.Wait()
-	}
-}
+// tests). Like wrote, it is called under the sink's lock.
+func (p *pageCache) settle() { p.done.Wait() }
 
 // synced is called after an fsync of the whole file: every page is clean
 // and can go.
-func (p *pageCache) synced(f *os.File, size int64) {
+func (p *pageCache) synced(f *os.File) {
 	control(f, func(fd int) { unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED) })
 }
 

@@ -8,6 +8,6 @@ import "os"
 // does nothing.
 type pageCache struct{}
 
-func (p *pageCache) wrote(f *os.File, size int64)  {}
-func (p *pageCache) synced(f *os.File, size int64) {}
-func (p *pageCache) settle()                       {}
+func (p *pageCache) wrote(f *os.File, size int64) {}
+func (p *pageCache) synced(f *os.File)            {}
+func (p *pageCache) settle()                      {}
