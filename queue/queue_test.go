@@ -365,6 +365,14 @@ func TestStoringFollowsPublishes(t *testing.T) {
 	if q.Storing() {
 		t.Fatal("storing before any publish")
 	}
+	stops := func() {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); q.Storing(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("still storing 5s after the chunk was stored")
+			}
+		}
+	}
 	quiet := q.quiet
 	q.quiet = time.Hour
 	p, err := q.Publish(&chunk.Chunk{Tag: "t", Count: 3, Entries: payload(3, 10)})
@@ -383,11 +391,7 @@ func TestStoringFollowsPublishes(t *testing.T) {
 		t.Fatal("not storing within the quiet time after a publish")
 	}
 	q.quiet = quiet
-	for deadline := time.Now().Add(5 * time.Second); q.Storing(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("still storing 5s after the chunk was stored")
-		}
-	}
+	stops()
 
 	// A chunk gathered into a batch message waits for the batch's linger
 	// before it is published at all.
@@ -402,9 +406,5 @@ func TestStoringFollowsPublishes(t *testing.T) {
 	if err := p.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); q.Storing(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("still storing 5s after the chunk was stored")
-		}
-	}
+	stops()
 }
