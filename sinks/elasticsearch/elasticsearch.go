@@ -553,11 +553,14 @@ func (s *Sink) appendDoc(dst []byte, rec *sinks.Record, b *buffers) ([]byte, err
 	dst = append(dst, "\"}}\n"...)
 	entry := rec.Entry
 	if s.rw != nil {
+		var changed bool
 		var err error
-		if b.scratch, err = s.rw.Append(b.scratch[:0], entry.Record); err != nil {
+		if b.scratch, changed, err = s.rw.Append(b.scratch[:0], entry.Record); err != nil {
 			return dst, err
 		}
-		entry.Record = b.scratch
+		if changed {
+			entry.Record = b.scratch
+		}
 	}
 	return b.enc.AppendLine(dst, rec.Tag, entry)
 }

@@ -79,109 +79,132 @@ func newRewriter(cfg Config) *rewriter {
 	return w
 }
 
-// Append appends the rewritten record to dst.
-func (w *rewriter) Append(dst, rec []byte) ([]byte, error) {
-	start := len(dst)
-	dst, _, err := w.appendMap(dst, rec, 0, w.root, 0)
-	if err != nil {
-		return dst[:start], err
+// Append appends the rewritten record to dst. A record with nothing to
+// rewrite is not copied: Append returns dst as it is and changed false, and
+// the record is used as it is.
+func (w *rewriter) Append(dst, rec []byte) (out []byte, changed bool, err error) {
+	e := edits{dst: dst, src: rec}
+	end, err := w.walkMap(&e, 0, w.root, 0)
+	if err != nil || !e.changed {
+		return dst, false, err
 	}
-	return dst, nil
+	e.copyTo(end)
+	return e.dst, true, nil
 }
 
-func (w *rewriter) appendMap(dst, b []byte, off int, n *node, depth int) ([]byte, int, error) {
+// edits writes a rewritten record as runs of the original's bytes between
+// the changes: a key replaced, a pair left out, a map header with fewer
+// pairs.
+type edits struct {
+	dst, src []byte
+	copied   int // src before this is in dst
+	changed  bool
+}
+
+// copyTo appends the original bytes up to off and starts a change there.
+func (e *edits) copyTo(off int) {
+	e.dst = append(e.dst, e.src[e.copied:off]...)
+	e.copied = off
+	e.changed = true
+}
+
+// walkMap finds the changes in the map at off and returns the offset after it.
+func (w *rewriter) walkMap(e *edits, off int, n *node, depth int) (int, error) {
+	b := e.src
 	count, next, err := msgp.ReadMapHeader(b, off)
 	if err != nil {
-		return dst, off, err
+		return off, err
 	}
-	kept := count
 	if n != nil && n.hasRemove {
-		if kept, err = keptKeys(b, next, count, n); err != nil {
-			return dst, off, err
+		kept, err := keptKeys(b, next, count, n)
+		if err != nil {
+			return off, err
+		}
+		if kept != count {
+			e.copyTo(off)
+			e.dst = msgp.AppendMapHeader(e.dst, kept)
+			e.copied = next
 		}
 	}
-	dst = msgp.AppendMapHeader(dst, kept)
 	off = next
 	for i := 0; i < count; i++ {
 		key, valueAt, err := msgp.ReadBytes(b, off)
 		if err != nil {
-			// A key that is not a string: copy the pair as it is.
-			end, err := msgp.Skip(b, off)
-			if err != nil {
-				return dst, off, err
+			// A key that is not a string: kept as it is.
+			if off, err = msgp.Skip(b, off); err != nil {
+				return off, err
 			}
-			if end, err = msgp.Skip(b, end); err != nil {
-				return dst, off, err
+			if off, err = msgp.Skip(b, off); err != nil {
+				return off, err
 			}
-			dst = append(dst, b[off:end]...)
-			off = end
 			continue
 		}
 		c := n.find(key)
 		if c != nil && c.remove {
-			if off, err = msgp.Skip(b, valueAt); err != nil {
-				return dst, off, err
+			end, err := msgp.Skip(b, valueAt)
+			if err != nil {
+				return off, err
 			}
+			e.copyTo(off)
+			e.copied, off = end, end
 			continue
 		}
 		if (w.all || (n != nil && n.dots)) && bytes.IndexByte(key, '.') >= 0 {
-			dots := bytes.Count(key, []byte{'.'})
-			dst = msgp.AppendStrHeader(dst, len(key)+dots*(len(w.with)-1))
-			for _, ch := range key {
-				if ch == '.' {
-					dst = append(dst, w.with...)
-				} else {
-					dst = append(dst, ch)
-				}
-			}
-		} else {
-			dst = append(dst, b[off:valueAt]...)
+			e.copyTo(off)
+			e.dst = w.appendKey(e.dst, key)
+			e.copied = valueAt
 		}
 		descend := depth < maxRewriteDepth && (w.all || (c != nil && (c.children != nil || c.dots)))
 		if descend {
-			if dst, off, err = w.appendValue(dst, b, valueAt, c, depth+1); err != nil {
-				return dst, off, err
-			}
-			continue
+			off, err = w.walkValue(e, valueAt, c, depth+1)
+		} else {
+			off, err = msgp.Skip(b, valueAt)
 		}
-		end, err := msgp.Skip(b, valueAt)
 		if err != nil {
-			return dst, off, err
+			return off, err
 		}
-		dst = append(dst, b[valueAt:end]...)
-		off = end
 	}
-	return dst, off, nil
+	return off, nil
 }
 
-// appendValue rewrites the maps in a value: a map itself, or the maps in an
-// array when every key is rewritten. It returns the offset after the value.
-func (w *rewriter) appendValue(dst, b []byte, off int, n *node, depth int) ([]byte, int, error) {
-	t, err := msgp.Peek(b, off)
+// appendKey appends key with its dots replaced.
+func (w *rewriter) appendKey(dst, key []byte) []byte {
+	dots := bytes.Count(key, []byte{'.'})
+	dst = msgp.AppendStrHeader(dst, len(key)+dots*(len(w.with)-1))
+	for _, ch := range key {
+		if ch == '.' {
+			dst = append(dst, w.with...)
+		} else {
+			dst = append(dst, ch)
+		}
+	}
+	return dst
+}
+
+// walkValue finds the changes in the maps of a value: a map itself, or the
+// maps in an array when every key is rewritten. It returns the offset after
+// the value.
+func (w *rewriter) walkValue(e *edits, off int, n *node, depth int) (int, error) {
+	t, err := msgp.Peek(e.src, off)
 	if err != nil {
-		return dst, off, err
+		return off, err
 	}
 	switch {
 	case t == msgp.TypeMap:
-		return w.appendMap(dst, b, off, n, depth)
+		return w.walkMap(e, off, n, depth)
 	case t == msgp.TypeArray && w.all:
-		count, next, err := msgp.ReadArrayHeader(b, off)
+		count, next, err := msgp.ReadArrayHeader(e.src, off)
 		if err != nil {
-			return dst, off, err
+			return off, err
 		}
-		dst = msgp.AppendArrayHeader(dst, count)
 		for i := 0; i < count; i++ {
-			if dst, next, err = w.appendValue(dst, b, next, nil, depth+1); err != nil {
-				return dst, off, err
+			if next, err = w.walkValue(e, next, nil, depth+1); err != nil {
+				return next, err
 			}
 		}
-		return dst, next, nil
+		return next, nil
 	}
-	end, err := msgp.Skip(b, off)
-	if err != nil {
-		return dst, off, err
-	}
-	return append(dst, b[off:end]...), end, nil
+	return msgp.Skip(e.src, off)
 }
 
 // keptKeys counts the pairs of a map that are not removed.

@@ -1,6 +1,7 @@
 package elasticsearch
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 
@@ -20,12 +21,20 @@ func rewrite(t *testing.T, cfg Config, in map[string]any) map[string]any {
 	if w == nil {
 		return in
 	}
-	out, err := w.Append([]byte("keep"), rec)
+	out, changed, err := w.Append([]byte("keep"), rec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(out[:4]) != "keep" {
 		t.Fatal("Append overwrote dst")
+	}
+	if !changed {
+		if len(out) != 4 {
+			t.Fatalf("Append copied %d bytes of a record it did not change", len(out)-4)
+		}
+		out = append(out, rec...)
+	} else if bytes.Equal(out[4:], rec) {
+		t.Fatal("Append said it changed a record it copied as it was")
 	}
 	var got map[string]any
 	if err := msgpack.Unmarshal(out[4:], &got); err != nil {
@@ -96,6 +105,65 @@ func TestRewriteRemoveKeys(t *testing.T) {
 	}
 }
 
+// A record with nothing to rewrite is used as it is, and one whose only
+// change comes after other keys and nested maps keeps them byte for byte.
+func TestRewriteCopiesOnlyChanges(t *testing.T) {
+	cfg := Config{RemoveKeys: []string{"kubernetes.pod_id"}}
+	cfg.SetDefaults()
+	w := newRewriter(cfg)
+	plain, err := msgpack.Marshal(map[string]any{"log": "x", "stream": "stdout", "nested": map[string]any{"a.b": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, changed, err := w.Append(nil, plain)
+	if err != nil || changed || len(out) != 0 {
+		t.Fatalf("a record without kubernetes: changed %v, %d bytes, %v", changed, len(out), err)
+	}
+	labelsNoDots, err := msgpack.Marshal(map[string]any{"kubernetes": k8s(map[string]any{"app": "web"}, map[string]any{"team": "a"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, changed, err := w.Append(nil, labelsNoDots); err != nil || changed {
+		t.Fatalf("labels without dots: changed %v, %v", changed, err)
+	}
+
+	var rec []byte
+	rec = msgp.AppendMapHeader(rec, 2)
+	rec = msgp.AppendStr(rec, "log")
+	rec = msgp.AppendStr(rec, "x")
+	rec = msgp.AppendStr(rec, "kubernetes")
+	rec = msgp.AppendMapHeader(rec, 3)
+	rec = msgp.AppendStr(rec, "pod_name")
+	rec = msgp.AppendStr(rec, "web-1")
+	rec = msgp.AppendStr(rec, "pod_id")
+	rec = msgp.AppendStr(rec, "123")
+	rec = msgp.AppendStr(rec, "labels")
+	rec = msgp.AppendMapHeader(rec, 1)
+	rec = msgp.AppendStr(rec, "app.kubernetes.io/name")
+	rec = msgp.AppendStr(rec, "web")
+
+	var want []byte
+	want = msgp.AppendMapHeader(want, 2)
+	want = msgp.AppendStr(want, "log")
+	want = msgp.AppendStr(want, "x")
+	want = msgp.AppendStr(want, "kubernetes")
+	want = msgp.AppendMapHeader(want, 2)
+	want = msgp.AppendStr(want, "pod_name")
+	want = msgp.AppendStr(want, "web-1")
+	want = msgp.AppendStr(want, "labels")
+	want = msgp.AppendMapHeader(want, 1)
+	want = msgp.AppendStr(want, "app_kubernetes_io/name")
+	want = msgp.AppendStr(want, "web")
+
+	out, changed, err = w.Append([]byte("keep"), rec)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	if !bytes.Equal(out, append([]byte("keep"), want...)) {
+		t.Errorf("got  %x\nwant %x", out, want)
+	}
+}
+
 // Keys that are not strings are copied as they are, and a map that keeps
 // more than 15 keys after removal gets the right header size.
 func TestRewriteOddMaps(t *testing.T) {
@@ -111,7 +179,7 @@ func TestRewriteOddMaps(t *testing.T) {
 	}
 	cfg := Config{ReplaceDots: DotsAll, RemoveKeys: []string{"drop"}}
 	cfg.SetDefaults()
-	out, err := newRewriter(cfg).Append(nil, rec)
+	out, _, err := newRewriter(cfg).Append(nil, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +190,7 @@ func TestRewriteOddMaps(t *testing.T) {
 	if len(got) != 17 || got[int8(7)] != "seven" || got["a_k"] != int8(0) || got["p_k"] != int8(15) || got["drop"] != nil {
 		t.Errorf("got %v", got)
 	}
-	if _, err := newRewriter(cfg).Append(nil, rec[:len(rec)-3]); err == nil {
+	if _, _, err := newRewriter(cfg).Append(nil, rec[:len(rec)-3]); err == nil {
 		t.Error("a truncated record rewrote without an error")
 	}
 }
