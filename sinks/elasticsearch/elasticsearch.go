@@ -5,7 +5,10 @@
 //
 // A batch from the runner becomes one or more _bulk requests, each at most
 // max_request_bytes of NDJSON before compression (a single larger document
-// goes alone) and gzip-compressed by default. The runner bounds the
+// goes alone) and gzip-compressed by default. A compressed request is
+// held compressed: its NDJSON goes through the gzip stream 64 KiB at a
+// time, and a request the cluster refuses as too large (413) is encoded
+// again in halves. The runner bounds the
 // documents per batch (batch.max_records), how long a batch waits to fill
 // (batch.linger, the flush interval) and how many are written at once
 // (concurrency, 4 by default for this sink).
@@ -224,15 +227,22 @@ func (s *Sink) Limits() sinks.Limits { return sinks.Limits{MaxBytes: s.maxBytes 
 
 // buffers are one Write's working memory, pooled.
 type buffers struct {
-	body    []byte // NDJSON of the request being built
+	// body is the NDJSON being built. Compressed, it is handed to the
+	// gzip stream every stageBytes, so a request is held compressed, not
+	// whole; uncompressed, it is the request's body.
+	body    []byte
+	zw      *gzip.Writer // writes the request's compressed body into gz
 	gz      bytes.Buffer
 	resp    bytes.Buffer
 	scratch []byte // the rewritten record
-	recIdx  []int  // the record index of each document in body
-	ends    []int  // the end offset of each document in body
+	held    []byte // the document that starts the next request
+	recIdx  []int  // the record index of each document of the request
 	names   *namerCache
 	enc     *jsonl.Encoder // remembers the last tag and second it wrote
 }
+
+// stageBytes is how much NDJSON gathers before the gzip stream takes it.
+const stageBytes = 64 << 10
 
 // maxKeptBuffer bounds the buffers kept in the pool.
 const maxKeptBuffer = 16 << 20
@@ -260,6 +270,7 @@ type write struct {
 	s         *Sink
 	b         *buffers
 	records   []sinks.Record
+	ndjson    int // bytes of NDJSON in the request being built
 	failed    map[int]error
 	delivered int
 	permanent int
@@ -277,7 +288,7 @@ func (w *write) fail(i int, err error) {
 
 func (w *write) run(ctx context.Context) error {
 	b := w.b
-	b.body, b.recIdx, b.ends = b.body[:0], b.recIdx[:0], b.ends[:0]
+	w.begin()
 	for i := range w.records {
 		start := len(b.body)
 		var err error
@@ -286,20 +297,24 @@ func (w *write) run(ctx context.Context) error {
 			w.fail(i, sinks.Permanent(fmt.Errorf("elasticsearch: record cannot be converted to JSON: %w", err)))
 			continue
 		}
-		if len(b.body) > w.s.maxBytes && len(b.recIdx) > 0 {
+		doc := len(b.body) - start
+		if w.ndjson+doc > w.s.maxBytes && len(b.recIdx) > 0 {
 			// This document would take the request over the limit: send
 			// what came before it, then start again from it.
-			if err := w.send(ctx, b.body[:start], b.recIdx, b.ends); err != nil {
+			b.held = append(b.held[:0], b.body[start:]...)
+			b.body = b.body[:start]
+			if err := w.sendRequest(ctx); err != nil {
 				return w.abort(err, i)
 			}
-			n := copy(b.body, b.body[start:])
-			b.body, b.recIdx, b.ends = b.body[:n], b.recIdx[:0], b.ends[:0]
+			w.begin()
+			b.body = append(b.body, b.held...)
 		}
-		b.recIdx = append(b.recIdx, i)
-		b.ends = append(b.ends, len(b.body))
+		if err := w.add(i, doc); err != nil {
+			return w.abort(err, i+1)
+		}
 	}
 	if len(b.recIdx) > 0 {
-		if err := w.send(ctx, b.body, b.recIdx, b.ends); err != nil {
+		if err := w.sendRequest(ctx); err != nil {
 			return w.abort(err, len(w.records))
 		}
 	}
@@ -307,6 +322,55 @@ func (w *write) run(ctx context.Context) error {
 		return nil
 	}
 	return &sinks.PartialError{Failed: w.failed}
+}
+
+// begin starts a request: no documents, an empty body.
+func (w *write) begin() {
+	b := w.b
+	b.body, b.recIdx, w.ndjson = b.body[:0], b.recIdx[:0], 0
+	if w.s.cfg.Compress == CompressGzip {
+		b.gz.Reset()
+		if b.zw == nil {
+			b.zw, _ = gzip.NewWriterLevel(&b.gz, gzip.BestSpeed) // a valid level
+		} else {
+			b.zw.Reset(&b.gz)
+		}
+	}
+}
+
+// add counts record i's document, of size bytes at the end of the body,
+// in the request.
+func (w *write) add(i, size int) error {
+	w.b.recIdx = append(w.b.recIdx, i)
+	w.ndjson += size
+	return w.stage(false)
+}
+
+// stage hands the NDJSON gathered to the gzip stream once there is
+// stageBytes of it, or all of it when last.
+func (w *write) stage(last bool) error {
+	b := w.b
+	if w.s.cfg.Compress != CompressGzip || (!last && len(b.body) < stageBytes) {
+		return nil
+	}
+	_, err := b.zw.Write(b.body)
+	b.body = b.body[:0]
+	if err == nil && last {
+		err = b.zw.Close()
+	}
+	return err
+}
+
+// sendRequest sends the request built since begin.
+func (w *write) sendRequest(ctx context.Context) error {
+	if err := w.stage(true); err != nil {
+		return err
+	}
+	payload := w.b.body
+	if w.s.cfg.Compress == CompressGzip {
+		payload = w.b.gz.Bytes()
+	}
+	return w.send(ctx, payload, w.ndjson, w.b.recIdx)
 }
 
 // abort ends a write after a whole request failed: the documents of that
@@ -326,11 +390,11 @@ func (w *write) abort(err error, next int) error {
 	return &sinks.PartialError{Failed: w.failed}
 }
 
-// send sends the documents of body, whose record indices and end offsets
-// are recIdx and ends. It returns an error when the request failed as a
-// whole; per-document failures are recorded in w.
-func (w *write) send(ctx context.Context, body []byte, recIdx, ends []int) error {
-	res, err := w.s.post(ctx, body, w.b)
+// send sends payload, the body of ndjson bytes of NDJSON that holds the
+// documents of records recIdx. It returns an error when the request failed
+// as a whole; per-document failures are recorded in w.
+func (w *write) send(ctx context.Context, payload []byte, ndjson int, recIdx []int) error {
+	res, err := w.s.post(ctx, payload, ndjson, w.b)
 	if err != nil {
 		return err
 	}
@@ -338,27 +402,43 @@ func (w *write) send(ctx context.Context, body []byte, recIdx, ends []int) error
 	case res.status == http.StatusOK:
 		return w.judge(res.body, recIdx)
 	case res.status == http.StatusRequestEntityTooLarge && len(recIdx) > 1:
-		// The cluster takes less than max_request_bytes: halve.
-		half := len(recIdx) / 2
-		cut := ends[half-1]
-		tail := make([]byte, len(body)-cut) // body aliases b.body, which send reuses
-		copy(tail, body[cut:])
-		tailEnds := make([]int, len(ends)-half)
-		for j := range tailEnds {
-			tailEnds[j] = ends[half+j] - cut
-		}
-		tailIdx := append([]int(nil), recIdx[half:]...)
-		if err := w.send(ctx, body[:cut], recIdx[:half], ends[:half]); err != nil {
+		// The cluster takes less than max_request_bytes: halve, each half
+		// encoded again (recIdx aliases the buffers, which that reuses).
+		// A half that fails leaves in recIdx what of it failed, for abort.
+		idx := append([]int(nil), recIdx...)
+		half := len(idx) / 2
+		if err := w.resend(ctx, idx[:half]); err != nil {
+			w.b.recIdx = append(w.b.recIdx, idx[half:]...) // never sent
 			return err
 		}
-		return w.send(ctx, tail, tailIdx, tailEnds)
+		return w.resend(ctx, idx[half:])
 	case res.status == http.StatusRequestEntityTooLarge:
-		w.fail(recIdx[0], sinks.Permanent(fmt.Errorf("elasticsearch: a document of %d bytes is larger than the cluster accepts (413; see http.max_content_length): %s", len(body), res.reason)))
+		w.fail(recIdx[0], sinks.Permanent(fmt.Errorf("elasticsearch: a document of %d bytes is larger than the cluster accepts (413; see http.max_content_length): %s", ndjson, res.reason)))
 		return nil
 	case res.status == http.StatusTooManyRequests:
 		return sinks.Throttled(fmt.Errorf("elasticsearch: 429: %s", res.reason), retryAfter(res.header))
 	}
 	return fmt.Errorf("elasticsearch: bulk request failed with %d: %s", res.status, res.reason)
+}
+
+// resend sends the documents of records idx in a request of their own.
+// They were encoded once already, so encoding does not fail. When resend
+// fails, recIdx holds the records that failed.
+func (w *write) resend(ctx context.Context, idx []int) error {
+	b := w.b
+	w.begin()
+	for _, i := range idx {
+		start := len(b.body)
+		var err error
+		if b.body, err = w.s.appendDoc(b.body, &w.records[i], b); err == nil {
+			err = w.add(i, len(b.body)-start)
+		}
+		if err != nil {
+			b.recIdx = append(b.recIdx[:0], idx...)
+			return err
+		}
+	}
+	return w.sendRequest(ctx)
 }
 
 // judge reads a 200 bulk response and records each document's outcome.
@@ -483,23 +563,9 @@ type response struct {
 	reason string // for failures: the error of the body
 }
 
-// post sends one bulk request with body as its NDJSON.
-func (s *Sink) post(ctx context.Context, body []byte, b *buffers) (response, error) {
-	payload := body
-	if s.cfg.Compress == CompressGzip {
-		b.gz.Reset()
-		zw := gzipWriters.Get().(*gzip.Writer)
-		zw.Reset(&b.gz)
-		_, err := zw.Write(body)
-		if err == nil {
-			err = zw.Close()
-		}
-		gzipWriters.Put(zw)
-		if err != nil {
-			return response{}, err
-		}
-		payload = b.gz.Bytes()
-	}
+// post sends one bulk request: payload is its body as sent, ndjson the
+// size of its NDJSON.
+func (s *Sink) post(ctx context.Context, payload []byte, ndjson int, b *buffers) (response, error) {
 	// The client adopts and changes the header map: one per request.
 	req := esapi.BulkRequest{Body: bytes.NewReader(payload), Header: s.headers.Clone(), Pipeline: s.cfg.Pipeline}
 	res, err := req.Do(ctx, s.client)
@@ -511,7 +577,7 @@ func (s *Sink) post(ctx context.Context, body []byte, b *buffers) (response, err
 	b.resp.Reset()
 	_, err = b.resp.ReadFrom(res.Body)
 	s.m.requests.WithLabelValues(strconv.Itoa(res.StatusCode)).Inc()
-	s.m.bytes.WithLabelValues("ndjson").Add(float64(len(body)))
+	s.m.bytes.WithLabelValues("ndjson").Add(float64(ndjson))
 	s.m.bytes.WithLabelValues("wire").Add(float64(len(payload)))
 	if err != nil {
 		return response{}, fmt.Errorf("elasticsearch: reading the bulk response: %w", err)
@@ -536,11 +602,6 @@ func responseReason(body []byte) string {
 	}
 	return truncate(string(body), 512)
 }
-
-var gzipWriters = sync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	return w
-}}
 
 // appendDoc appends the action line and the document of one record.
 func (s *Sink) appendDoc(dst []byte, rec *sinks.Record, b *buffers) ([]byte, error) {

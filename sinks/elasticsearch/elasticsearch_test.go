@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -30,6 +32,7 @@ import (
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
 	"github.com/sluicelog/sluice/internal/testcerts"
+	"github.com/sluicelog/sluice/internal/units"
 	"github.com/sluicelog/sluice/sinks"
 	"github.com/sluicelog/sluice/sinks/elasticsearch/esfake"
 	"github.com/sluicelog/sluice/sinks/sinktest"
@@ -471,18 +474,120 @@ func TestRequestBounds(t *testing.T) {
 		t.Errorf("%d documents in %d requests, %d stored", total, len(reqs), es.Count(DefaultIndex))
 	}
 
-	small := esfake.New(esfake.Options{MaxContentLength: 4 << 10})
-	defer small.Close()
-	s2 := newSink(t, Config{URLs: []string{small.URL()}, Compress: CompressNone})
-	recs := numbered(100)
-	recs[50]["log"] = strings.Repeat("y", 8<<10)
-	err := s2.Write(context.Background(), batch(t, "t", 1, recs...))
-	var pe *sinks.PartialError
-	if !errors.As(err, &pe) || len(pe.Failed) != 1 || !sinks.IsPermanent(pe.Failed[50]) || !strings.Contains(pe.Failed[50].Error(), "413") {
-		t.Fatalf("want only record 50 dead for its size, got %v", err)
+	// The cluster's limit is on the bytes it receives: compressed, the
+	// large document is random, so that it does not shrink below it.
+	random := make([]byte, 8<<10)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(random)
+	for _, compress := range []string{CompressNone, CompressGzip} {
+		small := esfake.New(esfake.Options{MaxContentLength: 4 << 10})
+		defer small.Close()
+		s2 := newSink(t, Config{URLs: []string{small.URL()}, Compress: compress})
+		recs := numbered(100)
+		recs[50]["log"] = hex.EncodeToString(random)
+		err := s2.Write(context.Background(), batch(t, "t", 1, recs...))
+		var pe *sinks.PartialError
+		if !errors.As(err, &pe) || len(pe.Failed) != 1 || !sinks.IsPermanent(pe.Failed[50]) || !strings.Contains(pe.Failed[50].Error(), "413") {
+			t.Fatalf("%s: want only record 50 dead for its size, got %v", compress, err)
+		}
+		if n := small.Count(DefaultIndex); n != 99 {
+			t.Errorf("%s: %d documents after splitting, want 99", compress, n)
+		}
 	}
-	if n := small.Count(DefaultIndex); n != 99 {
-		t.Errorf("%d documents after splitting, want 99", n)
+}
+
+// A compressed request is built through the gzip stream 64 KiB at a time:
+// requests of several stages arrive whole, each within max_request_bytes
+// of NDJSON.
+func TestCompressedRequestsInStages(t *testing.T) {
+	es := esfake.New(esfake.Options{})
+	defer es.Close()
+	s := newSink(t, Config{URLs: []string{es.URL()}, MaxRequestBytes: 256 << 10})
+	if err := s.Write(context.Background(), batch(t, "t", 1, numbered(3000)...)); err != nil {
+		t.Fatal(err)
+	}
+	reqs := es.BulkRequests()
+	total := 0
+	for _, r := range reqs {
+		total += r.Items
+		if !r.Gzip || r.BodyBytes > 256<<10 || r.BodyBytes < 2*stageBytes {
+			t.Errorf("request of %d bytes of NDJSON (gzip %v): want gzip, over two stages, within 256KiB", r.BodyBytes, r.Gzip)
+		}
+	}
+	if total != 3000 || len(reqs) < 2 || es.Count(DefaultIndex) != 3000 {
+		t.Fatalf("%d documents in %d requests, %d stored", total, len(reqs), es.Count(DefaultIndex))
+	}
+	for _, d := range es.Docs(DefaultIndex) {
+		n, _ := d["n"].(float64)
+		if want := fmt.Sprintf("line %d %s", int(n), strings.Repeat("x", 100)); d["log"] != want {
+			t.Fatalf("document %v: log %q", d["n"], d["log"])
+		}
+	}
+}
+
+// A request halved after a 413 whose half then fails as a whole fails
+// exactly the records not delivered: the whole request when the first half
+// fails (the second was never sent), the second half when it does.
+func TestSplitRequestFailures(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		failAt int32 // the bulk request answered 500
+		failed []int
+	}{
+		// Requests: 1 the first ten records (200), 2 the last ten (413),
+		// 3 records 10-14, 4 records 15-19.
+		{"first half", 3, []int{10, 11, 12, 13, 14, 15, 16, 17, 18, 19}},
+		{"second half", 4, []int{15, 16, 17, 18, 19}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			es := esfake.New(esfake.Options{})
+			defer es.Close()
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(r.URL.Path, "/_bulk") {
+					switch n.Add(1) {
+					case 2:
+						http.Error(w, `{"error":{"type":"content_too_long_exception","reason":"too large"},"status":413}`, http.StatusRequestEntityTooLarge)
+						return
+					case c.failAt:
+						http.Error(w, `{"error":{"type":"node_not_connected_exception","reason":"gone"},"status":500}`, http.StatusInternalServerError)
+						return
+					}
+				}
+				es.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			recs := batch(t, "t", 1, numbered(20)...)
+			// Room for ten documents and not eleven: the last ten are
+			// a byte or two longer each.
+			s := newSink(t, Config{URLs: []string{srv.URL}})
+			var ten []byte
+			for i := range 10 {
+				var err error
+				if ten, err = s.appendDoc(ten, &recs[i], s.bufs.Get().(*buffers)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s = newSink(t, Config{URLs: []string{srv.URL}, MaxRequestBytes: units.ByteSize(len(ten) + 30)})
+			err := s.Write(context.Background(), recs)
+			var pe *sinks.PartialError
+			if !errors.As(err, &pe) {
+				t.Fatalf("want a partial error, got %v", err)
+			}
+			var failed []int
+			for i, e := range pe.Failed {
+				if sinks.IsPermanent(e) {
+					t.Errorf("record %d failed for good: %v", i, e)
+				}
+				failed = append(failed, i)
+			}
+			slices.Sort(failed)
+			if !slices.Equal(failed, c.failed) {
+				t.Errorf("failed %v, want %v", failed, c.failed)
+			}
+			if got := es.Count(DefaultIndex); got != 20-len(c.failed) {
+				t.Errorf("%d stored, want %d", got, 20-len(c.failed))
+			}
+		})
 	}
 }
 
