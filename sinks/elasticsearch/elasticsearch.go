@@ -257,7 +257,7 @@ func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 	}
 	b := s.bufs.Get().(*buffers)
 	defer func() {
-		if cap(b.body) <= maxKeptBuffer && b.gz.Cap() <= maxKeptBuffer && b.resp.Cap() <= maxKeptBuffer {
+		if max(cap(b.body), cap(b.held), cap(b.scratch), b.gz.Cap(), b.resp.Cap()) <= maxKeptBuffer {
 			s.bufs.Put(b)
 		}
 	}()
@@ -565,7 +565,15 @@ type response struct {
 
 // post sends one bulk request: payload is its body as sent, ndjson the
 // size of its NDJSON.
-func (s *Sink) post(ctx context.Context, payload []byte, ndjson int, b *buffers) (response, error) {
+func (s *Sink) post(ctx context.Context, payload []byte, ndjson int, b *buffers) (out response, err error) {
+	defer func() {
+		if err != nil || out.status != http.StatusOK {
+			// The transport may still be reading payload after an error or
+			// an early answer (a 413 sent from Content-Length alone): the
+			// next request is built in memory of its own.
+			b.body, b.gz = nil, bytes.Buffer{}
+		}
+	}()
 	// The client adopts and changes the header map: one per request.
 	req := esapi.BulkRequest{Body: bytes.NewReader(payload), Header: s.headers.Clone(), Pipeline: s.cfg.Pipeline}
 	res, err := req.Do(ctx, s.client)
@@ -582,7 +590,7 @@ func (s *Sink) post(ctx context.Context, payload []byte, ndjson int, b *buffers)
 	if err != nil {
 		return response{}, fmt.Errorf("elasticsearch: reading the bulk response: %w", err)
 	}
-	out := response{status: res.StatusCode, header: res.Header, body: b.resp.Bytes()}
+	out = response{status: res.StatusCode, header: res.Header, body: b.resp.Bytes()}
 	if out.status != http.StatusOK {
 		out.reason = responseReason(out.body)
 	}
