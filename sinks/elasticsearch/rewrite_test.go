@@ -127,33 +127,21 @@ func TestRewriteCopiesOnlyChanges(t *testing.T) {
 		t.Fatalf("labels without dots: changed %v, %v", changed, err)
 	}
 
-	var rec []byte
-	rec = msgp.AppendMapHeader(rec, 2)
-	rec = msgp.AppendStr(rec, "log")
-	rec = msgp.AppendStr(rec, "x")
-	rec = msgp.AppendStr(rec, "kubernetes")
-	rec = msgp.AppendMapHeader(rec, 3)
-	rec = msgp.AppendStr(rec, "pod_name")
-	rec = msgp.AppendStr(rec, "web-1")
-	rec = msgp.AppendStr(rec, "pod_id")
-	rec = msgp.AppendStr(rec, "123")
-	rec = msgp.AppendStr(rec, "labels")
-	rec = msgp.AppendMapHeader(rec, 1)
-	rec = msgp.AppendStr(rec, "app.kubernetes.io/name")
-	rec = msgp.AppendStr(rec, "web")
-
-	var want []byte
-	want = msgp.AppendMapHeader(want, 2)
-	want = msgp.AppendStr(want, "log")
-	want = msgp.AppendStr(want, "x")
-	want = msgp.AppendStr(want, "kubernetes")
-	want = msgp.AppendMapHeader(want, 2)
-	want = msgp.AppendStr(want, "pod_name")
-	want = msgp.AppendStr(want, "web-1")
-	want = msgp.AppendStr(want, "labels")
-	want = msgp.AppendMapHeader(want, 1)
-	want = msgp.AppendStr(want, "app_kubernetes_io/name")
-	want = msgp.AppendStr(want, "web")
+	// A map header is the number of its pairs; the rest are strings.
+	build := func(items ...any) []byte {
+		var b []byte
+		for _, it := range items {
+			switch v := it.(type) {
+			case int:
+				b = msgp.AppendMapHeader(b, v)
+			case string:
+				b = msgp.AppendStr(b, v)
+			}
+		}
+		return b
+	}
+	rec := build(2, "log", "x", "kubernetes", 3, "pod_name", "web-1", "pod_id", "123", "labels", 1, "app.kubernetes.io/name", "web")
+	want := build(2, "log", "x", "kubernetes", 2, "pod_name", "web-1", "labels", 1, "app_kubernetes_io/name", "web")
 
 	out, changed, err = w.Append([]byte("keep"), rec)
 	if err != nil || !changed {
