@@ -133,7 +133,7 @@ type batch struct {
 }
 
 // add gathers c into the current batch, which is sent when its linger ends
-// or it is full. A new batch takes a slot; while none is free, add waits
+// or it is full, or at once with c when c is eager. A new batch takes a slot; while none is free, add waits
 // for one, up to the publish timeout. The caller checked that c fits
 // (fits).
 func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
@@ -163,7 +163,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		if bt == nil {
 			b.mu.Unlock()
 			if full != nil {
-				b.send(full)
+				b.send(full, sealFull)
 			}
 			if err := b.waitSlot(); err != nil {
 				return nil, err
@@ -183,8 +183,14 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		bt.keys = append(bt.keys, key...)
 		bt.chunks = append(bt.chunks, c)
 		bt.count += c.Count
-		last := len(bt.chunks) >= maxBatchChunks
-		if last {
+		seal := ""
+		switch {
+		case len(bt.chunks) >= maxBatchChunks:
+			seal = sealFull
+		case c.Eager:
+			seal = sealEager
+		}
+		if seal != "" {
 			b.cur = nil
 			bt.timer.Stop()
 		}
@@ -193,10 +199,10 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 			<-b.slots // another call started a batch while this one waited
 		}
 		if full != nil {
-			b.send(full)
+			b.send(full, sealFull)
 		}
-		if last {
-			b.send(bt)
+		if seal != "" {
+			b.send(bt, seal)
 		}
 		return bt, nil
 	}
@@ -246,12 +252,21 @@ func (b *batcher) seal(bt *batch) {
 	}
 	b.cur = nil
 	b.mu.Unlock()
-	b.send(bt)
+	b.send(bt, sealLinger)
 }
 
-// send publishes bt and settles it when its PubAck (or failure) comes.
-func (b *batcher) send(bt *batch) {
+// Why a batch is sent (sluice_queue_batches_sealed_total).
+const (
+	sealLinger = "linger"
+	sealFull   = "full"
+	sealEager  = "eager"
+)
+
+// send publishes bt, sealed for reason, and settles it when its PubAck (or
+// failure) comes.
+func (b *batcher) send(bt *batch, reason string) {
 	q := b.q
+	q.metrics.sealed.WithLabelValues(reason).Inc()
 	data, encoding := bt.body, EncodingChunks
 	z := q.compress(bt.body)
 	if z != nil {

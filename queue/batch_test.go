@@ -126,6 +126,37 @@ func TestBatchGathersChunks(t *testing.T) {
 	}
 }
 
+// An eager chunk (its sender waits for its ack before sending more) is not
+// held for the linger: it goes at once, with the chunks gathered before it.
+func TestEagerChunkSealsItsBatch(t *testing.T) {
+	q, _ := openQueue(t, func(c *Config) { c.Batch.Linger = time.Second })
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	first, eager := testChunk("app", "first", 2), testChunk("app", "eager", 3)
+	eager.Eager = true
+	ps := publishEach(t, q, []*chunk.Chunk{first, eager})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range ps {
+		if err := p.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := fetchAll(t, q, "s")
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want one batch of both chunks", len(msgs))
+	}
+	if parts, _, err := PartsFromMsg(msgs[0], nil); err != nil || len(parts) != 2 {
+		t.Fatalf("%d parts (%v), want 2", len(parts), err)
+	}
+	for reason, want := range map[string]float64{sealEager: 1, sealLinger: 0, sealFull: 0} {
+		if n := testutil.ToFloat64(q.metrics.sealed.WithLabelValues(reason)); n != want {
+			t.Errorf("batches sealed for %s: %v, want %v", reason, n, want)
+		}
+	}
+}
+
 // A batch never outgrows max_bytes: chunks beyond it start the next batch.
 func TestBatchMaxBytes(t *testing.T) {
 	q, _ := openQueue(t, func(c *Config) {

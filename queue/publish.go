@@ -35,6 +35,7 @@ type metrics struct {
 	entryBytes  prometheus.Counter // entries published
 	storedBytes prometheus.Counter // message bodies published
 	batched     prometheus.Counter // chunks published in batch messages
+	sealed      *prometheus.CounterVec
 	publishErrs *prometheus.CounterVec
 	latency     prometheus.Histogram
 }
@@ -49,6 +50,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "sluice_queue_batched_chunks_total",
 			Help: "Chunks stored in batch messages, several small chunks to a message (nats.batch).",
 		}),
+		sealed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_queue_batches_sealed_total",
+			Help: "Batch messages sent, by why: linger (its first chunk waited nats.batch.linger), full, or eager (a chunk whose sender waits for its ack before sending more).",
+		}, []string{"reason"}),
 		publishErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_queue_publish_errors_total",
 			Help: "Publishes that failed, by reason.",
@@ -67,7 +72,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	r.MustRegister(m.published, m.batched, m.publishErrs, m.entryBytes, m.storedBytes, m.latency)
+	for _, reason := range []string{sealLinger, sealFull, sealEager} {
+		m.sealed.WithLabelValues(reason)
+	}
+	r.MustRegister(m.published, m.batched, m.sealed, m.publishErrs, m.entryBytes, m.storedBytes, m.latency)
 	return m
 }
 

@@ -206,8 +206,10 @@ type Server struct {
 	limits Limits
 	pub    Publisher
 	log    *slog.Logger
-	m      *serverMetrics
-	ml     *multiline.Metrics // nil when joining is off
+	// eagerAfterAck is the package's, read at New.
+	eagerAfterAck time.Duration
+	m             *serverMetrics
+	ml            *multiline.Metrics // nil when joining is off
 
 	ln  net.Listener
 	udp net.PacketConn
@@ -250,14 +252,15 @@ func New(cfg Config, pub Publisher, set component.Settings) *Server {
 		cfg:        cfg,
 		limits: Limits{MaxChunkBytes: int(cfg.MaxChunkBytes), MaxDecompressedBytes: int(cfg.MaxDecompressedBytes),
 			MaxTagBytes: DefaultLimits.MaxTagBytes},
-		pub:        pub,
-		log:        set.Logger.With("listener", "forward"),
-		m:          newServerMetrics(set.Registerer),
-		hard:       hard,
-		hardCancel: cancel,
-		conns:      make(map[*conn]struct{}),
-		total:      semaphore.NewWeighted(int64(cfg.MaxInflightBytesTotal)),
-		waking:     make(chan struct{}, wakingSlots()),
+		pub:           pub,
+		eagerAfterAck: eagerAfterAck,
+		log:           set.Logger.With("listener", "forward"),
+		m:             newServerMetrics(set.Registerer),
+		hard:          hard,
+		hardCancel:    cancel,
+		conns:         make(map[*conn]struct{}),
+		total:         semaphore.NewWeighted(int64(cfg.MaxInflightBytesTotal)),
+		waking:        make(chan struct{}, wakingSlots()),
 	}
 }
 
@@ -443,6 +446,7 @@ type conn struct {
 	// whether one does), so that an idle connection costs one goroutine,
 	// not two.
 	pending   chan *inflight
+	ackedAt   atomic.Int64 // when the last ack was written, Unix nanoseconds
 	ackMu     sync.Mutex
 	acking    bool
 	ackers    sync.WaitGroup
@@ -981,6 +985,7 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 			c.inflight.Release(it.weight)
 			return err
 		}
+		ch.Eager = ch.ID != "" && c.waitsForAcks()
 		it.p, it.err = c.s.pub.Publish(ch)
 		if _, copied := it.p.(chunk.Copied); copied {
 			putBuf(it.buf) // the publisher holds a copy until stored
@@ -1001,6 +1006,21 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	}
 	c.ackMu.Unlock()
 	return nil
+}
+
+// eagerAfterAck is how soon after an ack a chunk that arrives with none
+// pending comes from a sender that waits for each ack before it sends the
+// next: such a chunk is not held for others to join its batch message, or
+// the sender would send one chunk a linger (nats.batch.linger). New reads
+// it (tests change it).
+var eagerAfterAck = 10 * time.Millisecond
+
+// waitsForAcks reports whether the sender looks like it waits for each ack
+// before it sends more: nothing of its is pending and its last ack went out
+// just now. A fleet's forwarders, each sending a chunk a second, do not.
+func (c *conn) waitsForAcks() bool {
+	at := c.ackedAt.Load()
+	return len(c.pending) == 0 && at != 0 && time.Since(time.Unix(0, at)) < c.s.eagerAfterAck
 }
 
 // release gives back the in-flight bytes of one item.
@@ -1050,6 +1070,8 @@ func (c *conn) ack(it *inflight) {
 			c.log.Debug("writing ack failed", "err", err)
 			c.ackBroken = true
 			c.nc.Close()
+		} else {
+			c.ackedAt.Store(time.Now().UnixNano())
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,6 +117,50 @@ func dial(t *testing.T, s *Server) *forwardtest.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// A sender that waits for each ack before it sends the next chunk has its
+// chunks marked eager, so that the queue sends them without waiting for
+// others to join their batch message; a forwarder that sends a chunk now
+// and then does not. The window is widened for the first case, so that a
+// slow machine cannot stretch the gap past it, and narrowed for the second.
+func TestChunksOfASenderWaitingForAcksAreEager(t *testing.T) {
+	send := func(t *testing.T, c *forwardtest.Conn, i int) {
+		t.Helper()
+		id := fmt.Sprint("chunk-", i)
+		if err := c.SendAck(forwardtest.Packed("t", entries(i, 1), forwardtest.Options{Chunk: id}), id, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eager := func(pub *memPub) []bool {
+		var out []bool
+		for _, c := range pub.stored() {
+			out = append(out, c.Eager)
+		}
+		return out
+	}
+	defer func(d time.Duration) { eagerAfterAck = d }(eagerAfterAck)
+
+	eagerAfterAck = time.Minute
+	pub := &memPub{}
+	c := dial(t, func() *Server { s, _ := startServer(t, pub, nil); return s }())
+	for i := range 4 {
+		send(t, c, i)
+	}
+	if got, want := eager(pub), []bool{false, true, true, true}; !slices.Equal(got, want) {
+		t.Errorf("waiting for each ack: eager %v, want %v (the first chunk has no ack before it)", got, want)
+	}
+
+	eagerAfterAck = 50 * time.Millisecond
+	pub = &memPub{}
+	c = dial(t, func() *Server { s, _ := startServer(t, pub, nil); return s }())
+	for i := range 3 {
+		send(t, c, i)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got, want := eager(pub), []bool{false, false, false}; !slices.Equal(got, want) {
+		t.Errorf("a chunk now and then: eager %v, want %v", got, want)
+	}
 }
 
 func entries(from, n int) []byte {

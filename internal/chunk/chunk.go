@@ -35,6 +35,9 @@ type Chunk struct {
 	// chunk is published again, so that JetStream stores the chunk once even
 	// if a publish that seemed to fail had stored it.
 	Nonce string
+	// Eager asks the queue not to hold the chunk for others to join it in a
+	// batch message: its sender waits for its ack before it sends more.
+	Eager bool
 }
 
 // Entry is one decoded entry. Meta and Record alias the chunk's bytes.
