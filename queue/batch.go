@@ -156,7 +156,11 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		}
 		if bt == nil && slot {
 			slot = false
-			bt = &batch{body: bufpool.Get(b.maxBytes)[:0], start: time.Now(), done: make(chan struct{})}
+			room := b.maxBytes
+			if c.Eager {
+				room = sectionBytes(c) // it goes alone, at once
+			}
+			bt = &batch{body: bufpool.Get(room)[:0], start: time.Now(), done: make(chan struct{})}
 			b.cur = bt
 			bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
 		}

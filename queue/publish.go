@@ -52,7 +52,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}),
 		sealed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_queue_batches_sealed_total",
-			Help: "Batch messages sent, by why: linger (its first chunk waited nats.batch.linger), full, or eager (a chunk whose sender waits for its ack before sending more).",
+			Help: "Batch messages sealed and published, by why: linger (its first chunk waited nats.batch.linger), full, or eager (a chunk whose sender waits for each ack before sending more).",
 		}, []string{"reason"}),
 		publishErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_queue_publish_errors_total",

@@ -445,8 +445,15 @@ type conn struct {
 	// An acker goroutine runs only while there are some (acking says
 	// whether one does), so that an idle connection costs one goroutine,
 	// not two.
-	pending   chan *inflight
-	ackedAt   atomic.Int64 // when the last ack was written, Unix nanoseconds
+	pending chan *inflight
+	// unacked counts the items queued and not yet acknowledged (or
+	// dropped); ackedAt is when the last ack was written (monotonic, since
+	// processStart); prompt counts the chunks in a row that came with
+	// nothing unacknowledged, just after an ack (queue's alone, whose
+	// callers take turns: the reader, or the joiner's under jmu).
+	unacked   atomic.Int32
+	ackedAt   atomic.Int64
+	prompt    int
 	ackMu     sync.Mutex
 	acking    bool
 	ackers    sync.WaitGroup
@@ -985,16 +992,18 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 			c.inflight.Release(it.weight)
 			return err
 		}
-		ch.Eager = ch.ID != "" && c.waitsForAcks()
+		ch.Eager = ch.ID != "" && c.waitsForAcks(len(ackID) > 0)
 		it.p, it.err = c.s.pub.Publish(ch)
 		if _, copied := it.p.(chunk.Copied); copied {
 			putBuf(it.buf) // the publisher holds a copy until stored
 			it.buf = nil
 		}
 	}
+	c.unacked.Add(1)
 	select {
 	case c.pending <- it:
 	case <-c.s.hard.Done():
+		c.unacked.Add(-1)
 		c.release(it.weight)
 		return c.s.hard.Err()
 	}
@@ -1008,19 +1017,32 @@ func (c *conn) queue(ch *chunk.Chunk, ackID []byte, buf *[]byte) error {
 	return nil
 }
 
-// eagerAfterAck is how soon after an ack a chunk that arrives with none
-// pending comes from a sender that waits for each ack before it sends the
-// next: such a chunk is not held for others to join its batch message, or
-// the sender would send one chunk a linger (nats.batch.linger). New reads
-// it (tests change it).
+// A sender that waits for each ack before it sends its next chunk (an
+// application's logger in sync mode, a forwarder flushing chunk after chunk
+// on one connection) sends one chunk a linger (nats.batch.linger) when its
+// chunks wait for others to join their batch message. A chunk that comes
+// with nothing of its connection unacknowledged, within eagerAfterAck of
+// the connection's last ack, is prompt; from the eagerStreak-th prompt
+// chunk in a row on, chunks are eager: the queue sends them at once. A
+// fleet's forwarders (a chunk a second each) and short bursts keep the
+// linger. New reads eagerAfterAck (tests change it).
 var eagerAfterAck = 10 * time.Millisecond
 
-// waitsForAcks reports whether the sender looks like it waits for each ack
-// before it sends more: nothing of its is pending and its last ack went out
-// just now. A fleet's forwarders, each sending a chunk a second, do not.
-func (c *conn) waitsForAcks() bool {
+const eagerStreak = 8
+
+// processStart anchors the monotonic times of acks.
+var processStart = time.Now()
+
+// waitsForAcks counts a chunk about to be published, acked when acked is
+// set, and reports whether it is eager (see eagerAfterAck).
+func (c *conn) waitsForAcks(acked bool) bool {
 	at := c.ackedAt.Load()
-	return len(c.pending) == 0 && at != 0 && time.Since(time.Unix(0, at)) < c.s.eagerAfterAck
+	if acked && c.unacked.Load() == 0 && at != 0 && time.Since(processStart)-time.Duration(at) < c.s.eagerAfterAck {
+		c.prompt++
+	} else {
+		c.prompt = 0
+	}
+	return c.prompt >= eagerStreak
 }
 
 // release gives back the in-flight bytes of one item.
@@ -1065,13 +1087,15 @@ func (c *conn) ack(it *inflight) {
 			putBuf(it.buf) // stored: the publisher is done with the bytes
 		}
 	}
+	// Settled before the ack is written: the sender may send its next
+	// chunk as soon as it reads it.
+	c.unacked.Add(-1)
 	if it.ack != "" && !c.ackBroken {
+		c.ackedAt.Store(int64(time.Since(processStart)))
 		if err := c.writeAck(it.ack); err != nil {
 			c.log.Debug("writing ack failed", "err", err)
 			c.ackBroken = true
 			c.nc.Close()
-		} else {
-			c.ackedAt.Store(time.Now().UnixNano())
 		}
 	}
 }
@@ -1105,6 +1129,7 @@ func (c *conn) store(it *inflight) error {
 			backoff = min(2*backoff, 2*time.Second)
 			c.s.m.retries.Inc()
 			var p chunk.Pending
+			it.c.Eager = false // a retry waits for others like it
 			if p, err = c.s.pub.Publish(it.c); err == nil {
 				err = p.Wait(c.s.hard)
 			}

@@ -120,10 +120,11 @@ func dial(t *testing.T, s *Server) *forwardtest.Conn {
 }
 
 // A sender that waits for each ack before it sends the next chunk has its
-// chunks marked eager, so that the queue sends them without waiting for
-// others to join their batch message; a forwarder that sends a chunk now
-// and then does not. The window is widened for the first case, so that a
-// slow machine cannot stretch the gap past it, and narrowed for the second.
+// chunks marked eager once eagerStreak of them came that way in a row, so
+// that the queue sends them without waiting for others to join their batch
+// message; a forwarder that sends a chunk now and then does not. The window
+// is widened for the first case, so that a slow machine cannot stretch the
+// gap past it, and narrowed for the second.
 func TestChunksOfASenderWaitingForAcksAreEager(t *testing.T) {
 	send := func(t *testing.T, c *forwardtest.Conn, i int) {
 		t.Helper()
@@ -144,22 +145,57 @@ func TestChunksOfASenderWaitingForAcksAreEager(t *testing.T) {
 	eagerAfterAck = time.Minute
 	pub := &memPub{}
 	c := dial(t, func() *Server { s, _ := startServer(t, pub, nil); return s }())
-	for i := range 4 {
+	const n = eagerStreak + 3
+	for i := range n {
 		send(t, c, i)
 	}
-	if got, want := eager(pub), []bool{false, true, true, true}; !slices.Equal(got, want) {
-		t.Errorf("waiting for each ack: eager %v, want %v (the first chunk has no ack before it)", got, want)
+	// The first chunk has no ack before it; the next eagerStreak make the
+	// streak.
+	want := make([]bool, n)
+	for i := eagerStreak; i < n; i++ {
+		want[i] = true
+	}
+	if got := eager(pub); !slices.Equal(got, want) {
+		t.Errorf("waiting for each ack: eager %v, want %v", got, want)
+	}
+	// The same sender stops waiting for acks: a chunk that comes while
+	// another is unacknowledged ends the streak.
+	hold := make(chan struct{})
+	pub.mu.Lock()
+	pub.hold = hold
+	pub.mu.Unlock()
+	for i := n; i < n+3; i++ {
+		id := fmt.Sprint("chunk-", i)
+		if _, err := c.Write(forwardtest.Packed("t", entries(i, 1), forwardtest.Options{Chunk: id})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(pub.stored()) < n+3; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d chunks published, want %d", len(pub.stored()), n+3)
+		}
+	}
+	close(hold)
+	for range 3 {
+		if _, err := c.ReadAck(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := eager(pub)[n:]; !slices.Equal(got, []bool{true, false, false}) {
+		t.Errorf("not waiting for acks: eager %v, want [true false false] (the first still comes just after an ack)", got)
 	}
 
 	eagerAfterAck = 50 * time.Millisecond
 	pub = &memPub{}
 	c = dial(t, func() *Server { s, _ := startServer(t, pub, nil); return s }())
-	for i := range 3 {
+	for i := range eagerStreak + 2 {
 		send(t, c, i)
-		time.Sleep(200 * time.Millisecond)
+		if i%2 == 1 {
+			time.Sleep(200 * time.Millisecond) // longer than the window
+		}
 	}
-	if got, want := eager(pub), []bool{false, false, false}; !slices.Equal(got, want) {
-		t.Errorf("a chunk now and then: eager %v, want %v", got, want)
+	if got := eager(pub); slices.Contains(got, true) {
+		t.Errorf("bursts of two chunks: eager %v, want none", got)
 	}
 }
 
