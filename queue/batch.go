@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -115,8 +116,10 @@ type batcher struct {
 	timeout  time.Duration
 	// slots holds a token for each batch that exists (MaxPending).
 	slots chan struct{}
-	mu    sync.Mutex
-	cur   *batch
+	// inFlight counts the batches sent and not settled.
+	inFlight atomic.Int32
+	mu       sync.Mutex
+	cur      *batch
 }
 
 // batch is one batch message being gathered, then awaiting its PubAck.
@@ -126,6 +129,7 @@ type batch struct {
 	keys   []byte         // the keys header
 	count  int            // records
 	timer  *time.Timer
+	eager  bool      // holds an eager chunk: sent once no other batch is in flight
 	msg    *nats.Msg // once sent; its body and headers dropped once settled (letGo)
 	start  time.Time
 	done   chan struct{} // closed once err is set
@@ -133,7 +137,10 @@ type batch struct {
 }
 
 // add gathers c into the current batch, which is sent when its linger ends
-// or it is full, or at once with c when c is eager. A new batch takes a slot; while none is free, add waits
+// or it is full. An eager chunk has it sent at once when no other batch is
+// in flight, else as soon as none is (a sender that waits for each ack
+// gets its chunks stored without the linger, and many such senders still
+// share messages). A new batch takes a slot; while none is free, add waits
 // for one, up to the publish timeout. The caller checked that c fits
 // (fits).
 func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
@@ -142,6 +149,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 	for {
 		var full *batch // sent here, outside the lock
 		b.mu.Lock()
+		now := c.Eager && b.inFlight.Load() == 0
 		bt := b.cur
 		if bt != nil && len(bt.body)+sectionBytes(c) > b.maxBytes {
 			full, bt, b.cur = bt, nil, nil
@@ -157,7 +165,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		if bt == nil && slot {
 			slot = false
 			room := b.maxBytes
-			if c.Eager {
+			if now {
 				room = sectionBytes(c) // it goes alone, at once
 			}
 			bt = &batch{body: bufpool.Get(room)[:0], start: time.Now(), done: make(chan struct{})}
@@ -191,8 +199,10 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 		switch {
 		case len(bt.chunks) >= maxBatchChunks:
 			seal = sealFull
-		case c.Eager:
+		case now:
 			seal = sealEager
+		case c.Eager:
+			bt.eager = true // landed sends it
 		}
 		if seal != "" {
 			b.cur = nil
@@ -270,6 +280,7 @@ const (
 // failure) comes.
 func (b *batcher) send(bt *batch, reason string) {
 	q := b.q
+	b.inFlight.Add(1)
 	q.metrics.sealed.WithLabelValues(reason).Inc()
 	data, encoding := bt.body, EncodingChunks
 	z := q.compress(bt.body)
@@ -339,6 +350,25 @@ func (b *batcher) settle(bt *batch, err error) {
 	letGo(bt.msg)
 	close(bt.done)
 	<-b.slots
+	b.landed()
+}
+
+// landed counts a batch settled. Once none is in flight, the current batch
+// goes if it holds an eager chunk.
+func (b *batcher) landed() {
+	if b.inFlight.Add(-1) != 0 {
+		return
+	}
+	b.mu.Lock()
+	bt := b.cur
+	if bt == nil || !bt.eager {
+		b.mu.Unlock()
+		return
+	}
+	b.cur = nil
+	bt.timer.Stop()
+	b.mu.Unlock()
+	b.send(bt, sealEager)
 }
 
 // Copied says the chunk's entries were copied into the batch (chunk.Copied).

@@ -126,16 +126,66 @@ func TestBatchGathersChunks(t *testing.T) {
 	}
 }
 
-// An eager chunk (its sender waits for its ack before sending more) is not
-// held for the linger: it goes at once, with the chunks gathered before it.
+// An eager chunk (its sender waits for each ack before sending more) is not
+// held for the linger: with no other batch in flight it goes at once, with
+// the chunks gathered before it.
 func TestEagerChunkSealsItsBatch(t *testing.T) {
-	q, _ := openQueue(t, func(c *Config) { c.Batch.Linger = time.Second })
+	q, _ := openQueue(t, nil)
+	q.batcher.linger = time.Hour // were the eager chunk held, the test would time out
 	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	first, eager := testChunk("app", "first", 2), testChunk("app", "eager", 3)
 	eager.Eager = true
-	ps := publishEach(t, q, []*chunk.Chunk{first, eager})
+	publishAll(t, q, []*chunk.Chunk{first, eager})
+	msgs := fetchAll(t, q, "s")
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want one batch of both chunks", len(msgs))
+	}
+	if parts, _, err := PartsFromMsg(msgs[0], nil); err != nil || len(parts) != 2 {
+		t.Fatalf("%d parts (%v), want 2", len(parts), err)
+	}
+	sealed(t, q, map[string]float64{sealEager: 1, sealLinger: 0, sealFull: 0})
+}
+
+// An eager chunk that starts a batch goes alone, in a body of its size; the
+// next chunk starts a batch of its own, which waits for its linger.
+func TestEagerChunkAlone(t *testing.T) {
+	q, _ := openQueue(t, func(c *Config) { c.Batch.Linger = 50 * time.Millisecond })
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	eager, next := testChunk("app", "eager", 3), testChunk("app", "next", 2)
+	eager.Eager = true
+	publishAll(t, q, []*chunk.Chunk{eager})
+	publishAll(t, q, []*chunk.Chunk{next})
+	msgs := fetchAll(t, q, "s")
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want 2", len(msgs))
+	}
+	for i, want := range []string{"eager", "next"} {
+		if parts, _, err := PartsFromMsg(msgs[i], nil); err != nil || len(parts) != 1 || parts[0].Count != map[string]int{"eager": 3, "next": 2}[want] {
+			t.Errorf("message %d: %d parts (%v), want chunk %s alone", i, len(parts), err, want)
+		}
+	}
+	sealed(t, q, map[string]float64{sealEager: 1, sealLinger: 1, sealFull: 0})
+}
+
+// While another batch awaits its PubAck, an eager chunk's batch keeps
+// gathering, and goes as soon as none is in flight: senders that wait for
+// each ack still share messages.
+func TestEagerChunkWaitsForTheBatchInFlight(t *testing.T) {
+	q, _ := openQueue(t, nil)
+	q.batcher.linger = time.Hour
+	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	q.batcher.inFlight.Add(1) // another batch, in flight
+	a, b := testChunk("app", "a", 1), testChunk("app", "b", 2)
+	a.Eager, b.Eager = true, true
+	ps := publishEach(t, q, []*chunk.Chunk{a, b})
+	sealed(t, q, map[string]float64{sealEager: 0})
+	q.batcher.landed() // the other batch settles
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, p := range ps {
@@ -145,14 +195,17 @@ func TestEagerChunkSealsItsBatch(t *testing.T) {
 	}
 	msgs := fetchAll(t, q, "s")
 	if len(msgs) != 1 {
-		t.Fatalf("%d messages, want one batch of both chunks", len(msgs))
+		t.Fatalf("%d messages, want one batch of both eager chunks", len(msgs))
 	}
-	if parts, _, err := PartsFromMsg(msgs[0], nil); err != nil || len(parts) != 2 {
-		t.Fatalf("%d parts (%v), want 2", len(parts), err)
-	}
-	for reason, want := range map[string]float64{sealEager: 1, sealLinger: 0, sealFull: 0} {
-		if n := testutil.ToFloat64(q.metrics.sealed.WithLabelValues(reason)); n != want {
-			t.Errorf("batches sealed for %s: %v, want %v", reason, n, want)
+	sealed(t, q, map[string]float64{sealEager: 1, sealLinger: 0})
+}
+
+// sealed checks the batches sealed for each reason.
+func sealed(t *testing.T, q *Queue, want map[string]float64) {
+	t.Helper()
+	for reason, n := range want {
+		if got := testutil.ToFloat64(q.metrics.sealed.WithLabelValues(reason)); got != n {
+			t.Errorf("batches sealed for %s: %v, want %v", reason, got, n)
 		}
 	}
 }

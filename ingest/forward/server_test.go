@@ -145,7 +145,7 @@ func TestChunksOfASenderWaitingForAcksAreEager(t *testing.T) {
 	eagerAfterAck = time.Minute
 	pub := &memPub{}
 	c := dial(t, func() *Server { s, _ := startServer(t, pub, nil); return s }())
-	const n = eagerStreak + 3
+	n := eagerStreak + 3
 	for i := range n {
 		send(t, c, i)
 	}
@@ -158,8 +158,18 @@ func TestChunksOfASenderWaitingForAcksAreEager(t *testing.T) {
 	if got := eager(pub); !slices.Equal(got, want) {
 		t.Errorf("waiting for each ack: eager %v, want %v", got, want)
 	}
+	// A refused eager chunk is published again as a plain one: a retry
+	// waits for others like it.
+	pub.mu.Lock()
+	pub.refuse = 1
+	pub.mu.Unlock()
+	send(t, c, n)
+	if st := pub.stored(); st[len(st)-1].Eager {
+		t.Error("a retried chunk is still eager")
+	}
 	// The same sender stops waiting for acks: a chunk that comes while
 	// another is unacknowledged ends the streak.
+	n++
 	hold := make(chan struct{})
 	pub.mu.Lock()
 	pub.hold = hold
