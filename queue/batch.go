@@ -116,7 +116,7 @@ type batcher struct {
 	timeout  time.Duration
 	// slots holds a token for each batch that exists (MaxPending).
 	slots chan struct{}
-	// inFlight counts the batches sent and not settled.
+	// inFlight counts the batches taken out to be sent and not settled.
 	inFlight atomic.Int32
 	mu       sync.Mutex
 	cur      *batch
@@ -149,12 +149,12 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 	for {
 		var full *batch // sent here, outside the lock
 		b.mu.Lock()
-		now := c.Eager && b.inFlight.Load() == 0
 		bt := b.cur
 		if bt != nil && len(bt.body)+sectionBytes(c) > b.maxBytes {
-			full, bt, b.cur = bt, nil, nil
-			full.timer.Stop()
+			full, bt = bt, nil
+			b.takeOut(full)
 		}
+		now := c.Eager && b.inFlight.Load() == 0
 		if bt == nil && !slot {
 			select {
 			case b.slots <- struct{}{}:
@@ -205,8 +205,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 			bt.eager = true // landed sends it
 		}
 		if seal != "" {
-			b.cur = nil
-			bt.timer.Stop()
+			b.takeOut(bt)
 		}
 		b.mu.Unlock()
 		if slot {
@@ -264,9 +263,17 @@ func (b *batcher) seal(bt *batch) {
 		b.mu.Unlock()
 		return
 	}
-	b.cur = nil
+	b.takeOut(bt)
 	b.mu.Unlock()
 	b.send(bt, sealLinger)
+}
+
+// takeOut makes the current batch, bt, one to send, counted in flight from
+// now on; b.mu is held.
+func (b *batcher) takeOut(bt *batch) {
+	b.cur = nil
+	bt.timer.Stop()
+	b.inFlight.Add(1)
 }
 
 // Why a batch is sent (sluice_queue_batches_sealed_total).
@@ -276,11 +283,10 @@ const (
 	sealEager  = "eager"
 )
 
-// send publishes bt, sealed for reason, and settles it when its PubAck (or
-// failure) comes.
+// send publishes bt, taken out for reason, and settles it when its PubAck
+// (or failure) comes.
 func (b *batcher) send(bt *batch, reason string) {
 	q := b.q
-	b.inFlight.Add(1)
 	q.metrics.sealed.WithLabelValues(reason).Inc()
 	data, encoding := bt.body, EncodingChunks
 	z := q.compress(bt.body)
@@ -365,8 +371,7 @@ func (b *batcher) landed() {
 		b.mu.Unlock()
 		return
 	}
-	b.cur = nil
-	bt.timer.Stop()
+	b.takeOut(bt)
 	b.mu.Unlock()
 	b.send(bt, sealEager)
 }

@@ -169,6 +169,13 @@ func TestEagerChunkAlone(t *testing.T) {
 		}
 	}
 	sealed(t, q, map[string]float64{sealEager: 1, sealLinger: 1, sealFull: 0})
+	// With both settled, nothing is in flight: another eager chunk goes
+	// without the linger (an hour now).
+	q.batcher.linger = time.Hour
+	last := testChunk("app", "last", 1)
+	last.Eager = true
+	publishAll(t, q, []*chunk.Chunk{last})
+	sealed(t, q, map[string]float64{sealEager: 2})
 }
 
 // While another batch awaits its PubAck, an eager chunk's batch keeps
