@@ -67,17 +67,25 @@ func fetchAll(t *testing.T, q *Queue, sink string) []jetstream.Msg {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Through a Puller, not FetchNoWait: a no-wait fetch could end before
+	// messages the server counted as delivered to it arrived, and those
+	// came back only after the consumer's AckWait (seen once in CI).
+	p, err := q.NewPuller(cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Expires = 100 * time.Millisecond
 	var out []jetstream.Msg
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		batch, err := cons.FetchNoWait(100)
+		n, err := p.Pull(ctx, 100, 0, func(m jetstream.Msg) {
+			out = append(out, m)
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Errorf("ack: %v", err)
+			}
+		})
 		if err != nil {
 			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			_ = m.Ack()
-			n++
 		}
 		if n > 0 {
 			continue
@@ -88,10 +96,9 @@ func fetchAll(t *testing.T, q *Queue, sink string) []jetstream.Msg {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.NumPending == 0 {
+		if info.NumPending == 0 && info.NumAckPending == 0 {
 			return out
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("consumer %s: messages still pending after 10 s", sink)
 	return nil
