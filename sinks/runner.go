@@ -730,12 +730,11 @@ func (r *Runner) keepAlive() {
 func (r *Runner) work(i int) {
 	defer r.workers.Done()
 	g := &r.cfg.GiveWay
-	t := time.NewTimer(time.Hour)
-	t.Stop()
+	first, others := i == 0 && g.Busy != nil, i > 0 && g.Busy != nil
 	var owed time.Duration // worker 0's wait: Ratio times its writes while ingest was busy
 	for {
-		if i > 0 && g.Busy != nil {
-			if _, ok := r.giveWay(t, g.MaxDelay, 5*time.Millisecond); !ok {
+		if others {
+			if _, ok := r.giveWay(g.MaxDelay, 5*time.Millisecond); !ok {
 				return
 			}
 		}
@@ -743,13 +742,18 @@ func (r *Runner) work(i int) {
 		if !ok {
 			return
 		}
-		if len(b) > 0 && b[0].owner != nil {
-			r.lastStored.Store(b[0].owner.stored.UnixNano())
+		var start time.Time // worker 0's, giving way
+		if g.Busy != nil {
+			if len(b) > 0 && b[0].owner != nil {
+				r.lastStored.Store(b[0].owner.stored.UnixNano())
+			}
+			if first {
+				start = time.Now()
+			}
 		}
-		start := time.Now()
 		r.deliver(b)
 		r.putBatch(b)
-		if i > 0 || g.Busy == nil {
+		if !first {
 			continue
 		}
 		if !g.Busy() {
@@ -759,7 +763,7 @@ func (r *Runner) work(i int) {
 		// The wait builds up to a millisecond: a timer set for less would
 		// wait longer than asked.
 		if owed += time.Duration(float64(time.Since(start)) * g.Ratio); owed >= time.Millisecond {
-			waited, ok := r.giveWay(t, owed, time.Millisecond)
+			waited, ok := r.giveWay(owed, time.Millisecond)
 			if !ok {
 				return
 			}
@@ -772,7 +776,7 @@ func (r *Runner) work(i int) {
 // giveWay waits while ingest stores chunks, looking again every step, for
 // at most d, and not once the sink's latest batch is MaxDelay old. It
 // returns how long it waited, and false when the runner stops.
-func (r *Runner) giveWay(t *time.Timer, d, step time.Duration) (time.Duration, bool) {
+func (r *Runner) giveWay(d, step time.Duration) (time.Duration, bool) {
 	g := &r.cfg.GiveWay
 	start := time.Now()
 	for {
@@ -781,11 +785,7 @@ func (r *Runner) giveWay(t *time.Timer, d, step time.Duration) (time.Duration, b
 		if left <= 0 || !g.Busy() {
 			return now.Sub(start), true
 		}
-		t.Reset(min(left, step))
-		select {
-		case <-t.C:
-		case <-r.hard.Done():
-			t.Stop()
+		if !r.sleep(min(left, step)) {
 			return 0, false
 		}
 	}
