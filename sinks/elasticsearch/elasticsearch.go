@@ -8,10 +8,10 @@
 // goes alone) and gzip-compressed by default. A compressed request is
 // held compressed: its NDJSON goes through the gzip stream 64 KiB at a
 // time, and a request the cluster refuses as too large (413) is encoded
-// again in halves. The runner bounds the
-// documents per batch (batch.max_records), how long a batch waits to fill
-// (batch.linger, the flush interval) and how many are written at once
-// (concurrency, 4 by default for this sink).
+// again in halves. The runner bounds the documents per batch
+// (batch.max_records), how long a batch waits to fill (batch.linger, the
+// flush interval) and how many are written at once (concurrency, 4 by
+// default for this sink).
 //
 // # Documents
 //
@@ -235,7 +235,6 @@ type buffers struct {
 	gz      bytes.Buffer
 	resp    bytes.Buffer
 	scratch []byte // the rewritten record
-	held    []byte // the document that starts the next request
 	recIdx  []int  // the record index of each document of the request
 	names   *namerCache
 	enc     *jsonl.Encoder // remembers the last tag and second it wrote
@@ -257,7 +256,7 @@ func (s *Sink) Write(ctx context.Context, records []sinks.Record) error {
 	}
 	b := s.bufs.Get().(*buffers)
 	defer func() {
-		if max(cap(b.body), cap(b.held), cap(b.scratch), b.gz.Cap(), b.resp.Cap()) <= maxKeptBuffer {
+		if max(cap(b.body), cap(b.scratch), b.gz.Cap(), b.resp.Cap()) <= maxKeptBuffer {
 			s.bufs.Put(b)
 		}
 	}()
@@ -287,34 +286,30 @@ func (w *write) fail(i int, err error) {
 }
 
 func (w *write) run(ctx context.Context) error {
-	b := w.b
 	w.begin()
 	for i := range w.records {
-		start := len(b.body)
-		var err error
-		if b.body, err = w.s.appendDoc(b.body, &w.records[i], b); err != nil {
-			b.body = b.body[:start]
+		doc, err := w.encode(i)
+		if err != nil {
 			w.fail(i, sinks.Permanent(fmt.Errorf("elasticsearch: record cannot be converted to JSON: %w", err)))
 			continue
 		}
-		doc := len(b.body) - start
-		if w.ndjson+doc > w.s.maxBytes && len(b.recIdx) > 0 {
+		if w.ndjson+doc > w.s.maxBytes && len(w.b.recIdx) > 0 {
 			// This document would take the request over the limit: send
-			// what came before it, then start again from it.
-			b.held = append(b.held[:0], b.body[start:]...)
-			b.body = b.body[:start]
-			if err := w.sendRequest(ctx); err != nil {
+			// what came before it, then start again from it (encoded
+			// again: it encoded once, so it does again).
+			w.b.body = w.b.body[:len(w.b.body)-doc]
+			if err := w.send(ctx); err != nil {
 				return w.abort(err, i)
 			}
 			w.begin()
-			b.body = append(b.body, b.held...)
+			_, _ = w.encode(i)
 		}
 		if err := w.add(i, doc); err != nil {
 			return w.abort(err, i+1)
 		}
 	}
-	if len(b.recIdx) > 0 {
-		if err := w.sendRequest(ctx); err != nil {
+	if len(w.b.recIdx) > 0 {
+		if err := w.send(ctx); err != nil {
 			return w.abort(err, len(w.records))
 		}
 	}
@@ -336,6 +331,18 @@ func (w *write) begin() {
 			b.zw.Reset(&b.gz)
 		}
 	}
+}
+
+// encode appends record i's document to the body and returns its size;
+// on error the body is as it was.
+func (w *write) encode(i int) (int, error) {
+	b := w.b
+	start := len(b.body)
+	var err error
+	if b.body, err = w.s.appendDoc(b.body, &w.records[i], b); err != nil {
+		b.body = b.body[:start]
+	}
+	return len(b.body) - start, err
 }
 
 // add counts record i's document, of size bytes at the end of the body,
@@ -361,18 +368,6 @@ func (w *write) stage(last bool) error {
 	return err
 }
 
-// sendRequest sends the request built since begin.
-func (w *write) sendRequest(ctx context.Context) error {
-	if err := w.stage(true); err != nil {
-		return err
-	}
-	payload := w.b.body
-	if w.s.cfg.Compress == CompressGzip {
-		payload = w.b.gz.Bytes()
-	}
-	return w.send(ctx, payload, w.ndjson, w.b.recIdx)
-}
-
 // abort ends a write after a whole request failed: the documents of that
 // request, and the records not sent yet from next on, fail with err.
 func (w *write) abort(err error, next int) error {
@@ -390,30 +385,48 @@ func (w *write) abort(err error, next int) error {
 	return &sinks.PartialError{Failed: w.failed}
 }
 
-// send sends payload, the body of ndjson bytes of NDJSON that holds the
-// documents of records recIdx. It returns an error when the request failed
-// as a whole; per-document failures are recorded in w.
-func (w *write) send(ctx context.Context, payload []byte, ndjson int, recIdx []int) error {
-	res, err := w.s.post(ctx, payload, ndjson, w.b)
+// send sends the request built since begin: the documents of records
+// recIdx. It returns an error when the request failed as a whole;
+// per-document failures are recorded in w.
+func (w *write) send(ctx context.Context) error {
+	b := w.b
+	if err := w.stage(true); err != nil {
+		return err
+	}
+	payload := b.body
+	if w.s.cfg.Compress == CompressGzip {
+		payload = b.gz.Bytes()
+	}
+	res, err := w.s.post(ctx, payload, w.ndjson, b)
+	if err != nil || res.status != http.StatusOK {
+		// The transport may still be reading payload after an error or an
+		// early answer (a 413 sent from Content-Length alone): the next
+		// request is built in memory of its own.
+		if w.s.cfg.Compress == CompressGzip {
+			b.gz = bytes.Buffer{}
+		} else {
+			b.body = nil
+		}
+	}
 	if err != nil {
 		return err
 	}
 	switch {
 	case res.status == http.StatusOK:
-		return w.judge(res.body, recIdx)
-	case res.status == http.StatusRequestEntityTooLarge && len(recIdx) > 1:
+		return w.judge(res.body, b.recIdx)
+	case res.status == http.StatusRequestEntityTooLarge && len(b.recIdx) > 1:
 		// The cluster takes less than max_request_bytes: halve, each half
-		// encoded again (recIdx aliases the buffers, which that reuses).
-		// A half that fails leaves in recIdx what of it failed, for abort.
-		idx := append([]int(nil), recIdx...)
+		// encoded again (into the buffers recIdx is part of). A half that
+		// fails leaves in recIdx what of it failed, for abort.
+		idx := append([]int(nil), b.recIdx...)
 		half := len(idx) / 2
 		if err := w.resend(ctx, idx[:half]); err != nil {
-			w.b.recIdx = append(w.b.recIdx, idx[half:]...) // never sent
+			b.recIdx = append(b.recIdx, idx[half:]...) // never sent
 			return err
 		}
 		return w.resend(ctx, idx[half:])
 	case res.status == http.StatusRequestEntityTooLarge:
-		w.fail(recIdx[0], sinks.Permanent(fmt.Errorf("elasticsearch: a document of %d bytes is larger than the cluster accepts (413; see http.max_content_length): %s", ndjson, res.reason)))
+		w.fail(b.recIdx[0], sinks.Permanent(fmt.Errorf("elasticsearch: a document of %d bytes is larger than the cluster accepts (413; see http.max_content_length): %s", w.ndjson, res.reason)))
 		return nil
 	case res.status == http.StatusTooManyRequests:
 		return sinks.Throttled(fmt.Errorf("elasticsearch: 429: %s", res.reason), retryAfter(res.header))
@@ -425,20 +438,18 @@ func (w *write) send(ctx context.Context, payload []byte, ndjson int, recIdx []i
 // They were encoded once already, so encoding does not fail. When resend
 // fails, recIdx holds the records that failed.
 func (w *write) resend(ctx context.Context, idx []int) error {
-	b := w.b
 	w.begin()
 	for _, i := range idx {
-		start := len(b.body)
-		var err error
-		if b.body, err = w.s.appendDoc(b.body, &w.records[i], b); err == nil {
-			err = w.add(i, len(b.body)-start)
+		size, err := w.encode(i)
+		if err == nil {
+			err = w.add(i, size)
 		}
 		if err != nil {
-			b.recIdx = append(b.recIdx[:0], idx...)
+			w.b.recIdx = append(w.b.recIdx[:0], idx...)
 			return err
 		}
 	}
-	return w.sendRequest(ctx)
+	return w.send(ctx)
 }
 
 // judge reads a 200 bulk response and records each document's outcome.
@@ -565,15 +576,7 @@ type response struct {
 
 // post sends one bulk request: payload is its body as sent, ndjson the
 // size of its NDJSON.
-func (s *Sink) post(ctx context.Context, payload []byte, ndjson int, b *buffers) (out response, err error) {
-	defer func() {
-		if err != nil || out.status != http.StatusOK {
-			// The transport may still be reading payload after an error or
-			// an early answer (a 413 sent from Content-Length alone): the
-			// next request is built in memory of its own.
-			b.body, b.gz = nil, bytes.Buffer{}
-		}
-	}()
+func (s *Sink) post(ctx context.Context, payload []byte, ndjson int, b *buffers) (response, error) {
 	// The client adopts and changes the header map: one per request.
 	req := esapi.BulkRequest{Body: bytes.NewReader(payload), Header: s.headers.Clone(), Pipeline: s.cfg.Pipeline}
 	res, err := req.Do(ctx, s.client)
@@ -590,7 +593,7 @@ func (s *Sink) post(ctx context.Context, payload []byte, ndjson int, b *buffers)
 	if err != nil {
 		return response{}, fmt.Errorf("elasticsearch: reading the bulk response: %w", err)
 	}
-	out = response{status: res.StatusCode, header: res.Header, body: b.resp.Bytes()}
+	out := response{status: res.StatusCode, header: res.Header, body: b.resp.Bytes()}
 	if out.status != http.StatusOK {
 		out.reason = responseReason(out.body)
 	}

@@ -462,14 +462,7 @@ func TestRequestBounds(t *testing.T) {
 	if err := s.Write(context.Background(), batch(t, "t", 1, numbered(500)...)); err != nil {
 		t.Fatal(err)
 	}
-	reqs := es.BulkRequests()
-	total := 0
-	for _, r := range reqs {
-		total += r.Items
-		if r.BodyBytes > 16<<10 || r.Gzip {
-			t.Errorf("request of %d bytes (gzip %v) over the 16KiB limit", r.BodyBytes, r.Gzip)
-		}
-	}
+	reqs, total := checkBulkRequests(t, es, 16<<10, false)
 	if total != 500 || len(reqs) < 4 || es.Count(DefaultIndex) != 500 {
 		t.Errorf("%d documents in %d requests, %d stored", total, len(reqs), es.Count(DefaultIndex))
 	}
@@ -495,6 +488,21 @@ func TestRequestBounds(t *testing.T) {
 	}
 }
 
+// checkBulkRequests checks that every bulk request es received is within
+// limit bytes of NDJSON and compressed or not as wanted, and returns them
+// and the documents they held.
+func checkBulkRequests(t *testing.T, es *esfake.Server, limit int, gzip bool) (reqs []esfake.BulkRequest, total int) {
+	t.Helper()
+	reqs = es.BulkRequests()
+	for _, r := range reqs {
+		total += r.Items
+		if r.BodyBytes > limit || r.Gzip != gzip {
+			t.Errorf("request of %d bytes of NDJSON (gzip %v): want gzip %v, within %d bytes", r.BodyBytes, r.Gzip, gzip, limit)
+		}
+	}
+	return reqs, total
+}
+
 // A compressed request is built through the gzip stream 64 KiB at a time:
 // requests of several stages arrive whole, each within max_request_bytes
 // of NDJSON.
@@ -505,14 +513,9 @@ func TestCompressedRequestsInStages(t *testing.T) {
 	if err := s.Write(context.Background(), batch(t, "t", 1, numbered(3000)...)); err != nil {
 		t.Fatal(err)
 	}
-	reqs := es.BulkRequests()
-	total := 0
-	for i, r := range reqs {
-		total += r.Items
-		if !r.Gzip || r.BodyBytes > 256<<10 {
-			t.Errorf("request of %d bytes of NDJSON (gzip %v): want gzip, within 256KiB", r.BodyBytes, r.Gzip)
-		}
-		if i < len(reqs)-1 && r.BodyBytes < 2*stageBytes {
+	reqs, total := checkBulkRequests(t, es, 256<<10, true)
+	for i, r := range reqs[:len(reqs)-1] {
+		if r.BodyBytes < 2*stageBytes {
 			t.Errorf("request %d of %d bytes of NDJSON: want the full ones over two stages", i, r.BodyBytes)
 		}
 	}
@@ -562,11 +565,12 @@ func TestSplitRequestFailures(t *testing.T) {
 			recs := batch(t, "t", 1, numbered(20)...)
 			// Room for ten documents and not eleven.
 			s := newSink(t, Config{URLs: []string{srv.URL}})
+			buf := s.bufs.Get().(*buffers)
 			size := func(from, to int) int {
 				var body []byte
 				for i := from; i < to; i++ {
 					var err error
-					if body, err = s.appendDoc(body, &recs[i], s.bufs.Get().(*buffers)); err != nil {
+					if body, err = s.appendDoc(body, &recs[i], buf); err != nil {
 						t.Fatal(err)
 					}
 				}
