@@ -88,7 +88,7 @@ func (w *rewriter) Append(dst, rec []byte) (out []byte, changed bool, err error)
 	if err != nil || !e.changed {
 		return dst, false, err
 	}
-	e.copyTo(end)
+	e.cut(end, end)
 	return e.dst, true, nil
 }
 
@@ -101,10 +101,11 @@ type edits struct {
 	changed  bool
 }
 
-// copyTo appends the original bytes up to off and starts a change there.
-func (e *edits) copyTo(off int) {
-	e.dst = append(e.dst, e.src[e.copied:off]...)
-	e.copied = off
+// cut appends the original bytes up to from and leaves out those up to to:
+// what the caller appends next stands for src[from:to].
+func (e *edits) cut(from, to int) {
+	e.dst = append(e.dst, e.src[e.copied:from]...)
+	e.copied = to
 	e.changed = true
 }
 
@@ -121,9 +122,8 @@ func (w *rewriter) walkMap(e *edits, off int, n *node, depth int) (int, error) {
 			return off, err
 		}
 		if kept != count {
-			e.copyTo(off)
+			e.cut(off, next)
 			e.dst = msgp.AppendMapHeader(e.dst, kept)
-			e.copied = next
 		}
 	}
 	off = next
@@ -145,14 +145,13 @@ func (w *rewriter) walkMap(e *edits, off int, n *node, depth int) (int, error) {
 			if err != nil {
 				return off, err
 			}
-			e.copyTo(off)
-			e.copied, off = end, end
+			e.cut(off, end)
+			off = end
 			continue
 		}
 		if (w.all || (n != nil && n.dots)) && bytes.IndexByte(key, '.') >= 0 {
-			e.copyTo(off)
+			e.cut(off, valueAt)
 			e.dst = w.appendKey(e.dst, key)
-			e.copied = valueAt
 		}
 		descend := depth < maxRewriteDepth && (w.all || (c != nil && (c.children != nil || c.dots)))
 		if descend {
