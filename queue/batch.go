@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -116,10 +115,11 @@ type batcher struct {
 	timeout  time.Duration
 	// slots holds a token for each batch that exists (MaxPending).
 	slots chan struct{}
-	// inFlight counts the batches taken out to be sent and not settled.
-	inFlight atomic.Int32
-	mu       sync.Mutex
-	cur      *batch
+	mu    sync.Mutex
+	cur   *batch
+	// inFlight counts the batches taken out to be sent and not settled
+	// (mu held).
+	inFlight int
 }
 
 // batch is one batch message being gathered, then awaiting its PubAck.
@@ -154,7 +154,7 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 			full, bt = bt, nil
 			b.takeOut(full)
 		}
-		now := c.Eager && b.inFlight.Load() == 0
+		now := c.Eager && b.inFlight == 0
 		if bt == nil && !slot {
 			select {
 			case b.slots <- struct{}{}:
@@ -273,7 +273,7 @@ func (b *batcher) seal(bt *batch) {
 func (b *batcher) takeOut(bt *batch) {
 	b.cur = nil
 	bt.timer.Stop()
-	b.inFlight.Add(1)
+	b.inFlight++
 }
 
 // Why a batch is sent (sluice_queue_batches_sealed_total).
@@ -362,12 +362,10 @@ func (b *batcher) settle(bt *batch, err error) {
 // landed counts a batch settled. Once none is in flight, the current batch
 // goes if it holds an eager chunk.
 func (b *batcher) landed() {
-	if b.inFlight.Add(-1) != 0 {
-		return
-	}
 	b.mu.Lock()
+	b.inFlight--
 	bt := b.cur
-	if bt == nil || !bt.eager {
+	if b.inFlight != 0 || bt == nil || !bt.eager {
 		b.mu.Unlock()
 		return
 	}

@@ -187,7 +187,9 @@ func TestEagerChunkWaitsForTheBatchInFlight(t *testing.T) {
 	if _, err := q.Consumer(context.Background(), "s", ConsumerConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	q.batcher.inFlight.Add(1) // another batch, in flight
+	q.batcher.mu.Lock()
+	q.batcher.inFlight++ // another batch, in flight
+	q.batcher.mu.Unlock()
 	a, b := testChunk("app", "a", 1), testChunk("app", "b", 2)
 	a.Eager, b.Eager = true, true
 	ps := publishEach(t, q, []*chunk.Chunk{a, b})

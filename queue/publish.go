@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicelog/sluice/internal/bufpool"
 	"github.com/sluicelog/sluice/internal/chunk"
+	"github.com/sluicelog/sluice/internal/mono"
 	"github.com/sluicelog/sluice/internal/msgp"
 )
 
@@ -143,7 +144,7 @@ func MsgID(chunkID, tag string, entries []byte) string {
 // keeps the nonce Publish gives it), and in a batch message its key does
 // (Seen).
 func (q *Queue) Publish(c *chunk.Chunk) (chunk.Pending, error) {
-	q.lastPublish.Store(sinceStart())
+	q.lastPublish.Store(mono.Now())
 	if q.batcher != nil && q.batcher.fits(c) {
 		return q.batcher.add(c)
 	}
@@ -428,17 +429,11 @@ func (q *Queue) MaxMessageBytes() int { return q.maxMsg }
 
 // Storing reports whether a chunk awaits storage (a batch message being
 // gathered, a message awaiting its PubAck: dead letters count too) or was
-// published within the last quiet (2 ms), so that the gaps between a
+// published within the last quiet (defaultQuiet), so that the gaps between a
 // burst's chunks do not count as the end of it.
 func (q *Queue) Storing() bool {
-	if last := q.lastPublish.Load(); last != 0 && time.Duration(sinceStart()-last) < q.quiet {
+	if last := q.lastPublish.Load(); last != 0 && mono.Since(last) < q.quiet {
 		return true
 	}
 	return q.batcher != nil && len(q.batcher.slots) > 0 || q.js.PublishAsyncPending() > 0
 }
-
-var started = time.Now()
-
-// sinceStart reads the monotonic clock: nanoseconds since the package
-// started (never 0 once a publish can run).
-func sinceStart() int64 { return int64(time.Since(started)) }

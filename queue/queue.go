@@ -246,18 +246,22 @@ type Queue struct {
 	// expectStream makes JetStream refuse a message that would land in
 	// another stream; made once, not per publish.
 	expectStream jetstream.PublishOpt
-	// lastPublish is sinceStart at the latest Publish (0: none); Storing
+	// lastPublish is mono.Now at the latest Publish (0: none); Storing
 	// for quiet after it.
 	lastPublish atomic.Int64
 	quiet       time.Duration
 }
+
+// defaultQuiet is how long after a publish Storing still says so: the gaps
+// between a burst's chunks are not its end.
+const defaultQuiet = 2 * time.Millisecond
 
 // Open starts the embedded server when no URL is set, connects, and creates
 // or updates the log stream.
 func Open(ctx context.Context, cfg Config, set component.Settings) (*Queue, error) {
 	set = set.Defaults()
 	q := &Queue{cfg: cfg, set: set, subjectFor: newSubjectCache(cfg.Stream.SubjectPrefix),
-		expectStream: jetstream.WithExpectStream(cfg.Stream.Name), quiet: 2 * time.Millisecond}
+		expectStream: jetstream.WithExpectStream(cfg.Stream.Name), quiet: defaultQuiet}
 	opts := []nats.Option{
 		nats.Name("sluice"),
 		nats.MaxReconnects(-1),

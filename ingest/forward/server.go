@@ -23,6 +23,7 @@ import (
 	"github.com/sluicelog/sluice/internal/bufpool"
 	"github.com/sluicelog/sluice/internal/chunk"
 	"github.com/sluicelog/sluice/internal/component"
+	"github.com/sluicelog/sluice/internal/mono"
 	"github.com/sluicelog/sluice/internal/msgp"
 	"github.com/sluicelog/sluice/internal/units"
 )
@@ -447,8 +448,8 @@ type conn struct {
 	// not two.
 	pending chan *inflight
 	// unacked counts the items queued and not yet acknowledged (or
-	// dropped); ackedAt is when the last ack was written (monotonic, since
-	// processStart); prompt counts the chunks in a row that came with
+	// dropped); ackedAt is when the last ack was written (mono.Now);
+	// prompt counts the chunks in a row that came with
 	// nothing unacknowledged, just after an ack (queue's alone, whose
 	// callers take turns: the reader, or the joiner's under jmu).
 	unacked   atomic.Int32
@@ -1030,14 +1031,11 @@ var eagerAfterAck = 10 * time.Millisecond
 
 const eagerStreak = 8
 
-// processStart anchors the monotonic times of acks.
-var processStart = time.Now()
-
 // waitsForAcks counts a chunk about to be published, acked when acked is
 // set, and reports whether it is eager (see eagerAfterAck).
 func (c *conn) waitsForAcks(acked bool) bool {
 	at := c.ackedAt.Load()
-	if acked && c.unacked.Load() == 0 && at != 0 && time.Since(processStart)-time.Duration(at) < c.s.eagerAfterAck {
+	if acked && c.unacked.Load() == 0 && at != 0 && mono.Since(at) < c.s.eagerAfterAck {
 		c.prompt++
 	} else {
 		c.prompt = 0
@@ -1091,7 +1089,7 @@ func (c *conn) ack(it *inflight) {
 	// chunk as soon as it reads it.
 	c.unacked.Add(-1)
 	if it.ack != "" && !c.ackBroken {
-		c.ackedAt.Store(int64(time.Since(processStart)))
+		c.ackedAt.Store(mono.Now())
 		if err := c.writeAck(it.ack); err != nil {
 			c.log.Debug("writing ack failed", "err", err)
 			c.ackBroken = true
