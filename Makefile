@@ -23,7 +23,7 @@ vet:
 test: vet $(BIN)/victoria-logs
 	SLUICE_VICTORIALOGS=$(CURDIR)/$(BIN)/victoria-logs $(GO) test -race -count=1 -timeout 15m $(PKGS)
 	# Allocation counts need a build without the race detector.
-	$(GO) test -count=1 -run Allocate ./sinks/transform/
+	$(GO) test -count=1 -run Allocate ./sinks/transform/ ./enrich/
 
 $(BIN)/victoria-logs:
 	.ci/victoria-logs

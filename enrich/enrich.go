@@ -459,24 +459,30 @@ func annotation(a map[string]string, base string, stream []byte, container strin
 	if len(a) == 0 {
 		return "", false
 	}
-	s := string(stream)
-	var keys []string
-	if s != "" && container != "" {
-		keys = append(keys, base+"_"+s+"-"+container)
-	}
-	if container != "" {
-		keys = append(keys, base+"-"+container)
-	}
-	if s != "" {
-		keys = append(keys, base+"_"+s)
-	}
-	keys = append(keys, base)
-	for _, k := range keys {
-		if v, ok := a[k]; ok {
+	// Keys are put together in a buffer on the stack: a map index with
+	// string(k) does not copy k, so a record costs no allocation.
+	var buf [128]byte
+	k := append(buf[:0], base...)
+	if len(stream) > 0 && container != "" {
+		k = append(append(append(append(k, '_'), stream...), '-'), container...)
+		if v, ok := a[string(k)]; ok {
 			return v, true
 		}
 	}
-	return "", false
+	if container != "" {
+		k = append(append(k[:len(base)], '-'), container...)
+		if v, ok := a[string(k)]; ok {
+			return v, true
+		}
+	}
+	if len(stream) > 0 {
+		k = append(append(k[:len(base)], '_'), stream...)
+		if v, ok := a[string(k)]; ok {
+			return v, true
+		}
+	}
+	v, ok := a[base]
+	return v, ok
 }
 
 func annotationBool(a map[string]string, base string, stream []byte, container string) bool {

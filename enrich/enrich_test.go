@@ -366,3 +366,51 @@ func BenchmarkEnrichNginx(b *testing.B) {
 		dst, _, _ = e.Enrich(context.Background(), dst[:0], nginxTag, rec)
 	}
 }
+
+// TestAnnotationKeys looks up each of Fluent Bit's variants, most specific
+// first, with names long enough to outgrow the key buffer.
+func TestAnnotationKeys(t *testing.T) {
+	long := strings.Repeat("c", 200)
+	a := map[string]string{
+		"p":                   "base",
+		"p_stderr":            "stream",
+		"p-" + long:           "container",
+		"p_stdout-" + long:    "both",
+		"p_stderr-web":        "both-web",
+		"fluentbit.io/parser": "other",
+	}
+	for _, c := range []struct {
+		stream, container, want string
+	}{
+		{"stdout", long, "both"},
+		{"stderr", long, "container"},
+		{"stderr", "web", "both-web"},
+		{"stderr", "api", "stream"},
+		{"", long, "container"},
+		{"stdout", "api", "base"},
+		{"", "", "base"},
+	} {
+		if got, ok := annotation(a, "p", []byte(c.stream), c.container); !ok || got != c.want {
+			t.Errorf("stream %q, container of %d bytes: %q %v, want %q", c.stream, len(c.container), got, ok, c.want)
+		}
+	}
+	if got, ok := annotation(map[string]string{"q": "x"}, "p", []byte("stdout"), "api"); ok {
+		t.Errorf("no p annotation: got %q", got)
+	}
+}
+
+// TestAnnotatedLineAllocatesNothing: the annotation lookups (four keys put
+// together for each of exclude and parser) and the parse of an annotated
+// nginx line allocate nothing per record.
+func TestAnnotatedLineAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts need a build without -race (go test -run Allocate ./enrich/)")
+	}
+	e, _ := newEnricher(t, nil, seedPods())
+	rec := enc(t, map[string]any{"log": nginxLine, "stream": "stdout", "time": "2019-12-19T17:41:12.70630778Z"})
+	dst := make([]byte, 0, 4096)
+	dst, _, _ = e.Enrich(context.Background(), dst, nginxTag, rec)
+	if n := testing.AllocsPerRun(200, func() { dst, _, _ = e.Enrich(context.Background(), dst[:0], nginxTag, rec) }); n != 0 {
+		t.Errorf("%v allocations per record", n)
+	}
+}
