@@ -97,22 +97,21 @@ func (e *encoder) entries(n, salt int) ([]byte, []int) {
 	return b, seqs
 }
 
-// chunkOption appends {"chunk": <id>} (and compressed) and returns the id's
-// offset.
-func chunkOption(b []byte, compressed bool) ([]byte, int) {
-	n := 1
-	if compressed {
-		n = 2
+// options appends a value's option map and returns the offset of its chunk
+// id, or -1. With acks it is {"chunk": <id>}, to be written by setChunk;
+// without, {"size": records}, as Fluent Bit and Fluentd send when they do
+// not ask for acks: a chunk id asks for an ack, which a sender that does not
+// read them must not (its close would reset the connection over unread
+// acks, and the server would lose what it had not read yet).
+func (e *encoder) options(b []byte, records int) ([]byte, int) {
+	b = msgp.AppendMapHeader(b, 1)
+	if !e.cfg.Ack {
+		b = msgp.AppendStr(b, "size")
+		return msgp.AppendUint(b, uint64(records)), -1
 	}
-	b = msgp.AppendMapHeader(b, n)
 	b = msgp.AppendStr(b, "chunk")
 	b = msgp.AppendStr(b, string(make([]byte, chunkIDWidth)))
-	at := len(b) - chunkIDWidth
-	if compressed {
-		b = msgp.AppendStr(b, "compressed")
-		b = msgp.AppendStr(b, "gzip")
-	}
-	return b, at
+	return b, len(b) - chunkIDWidth
 }
 
 // build encodes a request of n records for the salt-th template.
@@ -134,7 +133,7 @@ func (e *encoder) build(n, salt int) *request {
 		for i := range seqs {
 			seqs[i] += shift
 		}
-		b, r.chunkAt = chunkOption(b, false)
+		b, r.chunkAt = e.options(b, n)
 		r.body, r.seqAt = b, seqs
 	case "forward/forward":
 		b := msgp.AppendArrayHeader(nil, 3)
@@ -145,7 +144,7 @@ func (e *encoder) build(n, salt int) *request {
 			seqs[i] += len(b)
 		}
 		b = append(b, entries...)
-		b, r.chunkAt = chunkOption(b, false)
+		b, r.chunkAt = e.options(b, n)
 		r.body, r.seqAt = b, seqs
 	case "forward/message":
 		b := msgp.AppendArrayHeader(nil, 4)
@@ -153,7 +152,7 @@ func (e *encoder) build(n, salt int) *request {
 		b = msgp.AppendEventTime(b, uint32(e.at.Unix()), uint32(e.at.Nanosecond()))
 		var at int
 		b, at = e.record(b, e.cfg.Workload.line(e.rand, salt))
-		b, r.chunkAt = chunkOption(b, false)
+		b, r.chunkAt = e.options(b, 1)
 		r.body, r.seqAt, r.records = b, []int{at}, 1
 	case "http/msgpack":
 		r.body, r.seqAt = e.entries(n, salt)
@@ -188,7 +187,7 @@ func (e *encoder) build(n, salt int) *request {
 }
 
 // gzipPacked compresses the entries of r into a CompressedPackedForward
-// value with the chunk id.
+// value with the chunk id, or without one ("") its size (see options).
 func gzipPacked(dst *bytes.Buffer, zw *gzip.Writer, r *request, chunk string) []byte {
 	dst.Reset()
 	zw.Reset(dst)
@@ -198,8 +197,13 @@ func gzipPacked(dst *bytes.Buffer, zw *gzip.Writer, r *request, chunk string) []
 	b = msgp.AppendStr(b, r.tag)
 	b = msgp.AppendBin(b, dst.Bytes())
 	b = msgp.AppendMapHeader(b, 2)
-	b = msgp.AppendStr(b, "chunk")
-	b = msgp.AppendStr(b, chunk)
+	if chunk == "" {
+		b = msgp.AppendStr(b, "size")
+		b = msgp.AppendUint(b, uint64(r.records))
+	} else {
+		b = msgp.AppendStr(b, "chunk")
+		b = msgp.AppendStr(b, chunk)
+	}
 	b = msgp.AppendStr(b, "compressed")
 	return msgp.AppendStr(b, "gzip")
 }

@@ -1,8 +1,10 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicelog/sluice/cmd/sluice/app"
 	"github.com/sluicelog/sluice/cmd/sluice/app/apptest"
 	"github.com/sluicelog/sluice/cmd/sluice/config"
+	"github.com/sluicelog/sluice/internal/msgp"
 	"github.com/sluicelog/sluice/internal/testcerts"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/elasticsearch/esfake"
@@ -95,12 +100,41 @@ func TestEveryMode(t *testing.T) {
 	}
 }
 
-// Without acks the generator only writes; the records still arrive.
+// Without acks the generator only writes, and asks for none: its values
+// carry no chunk id. Every record still arrives, also when it closes its
+// connections right after the last of many chunks (a chunk id would have
+// the server write acks that no one reads, and the close would reset the
+// connection before the server read the rest).
 func TestForwardWithoutAck(t *testing.T) {
 	a, dir := sluice(t, nil)
-	rep, v := runAndVerify(t, Config{Addr: a.ForwardAddr().String(), Records: 3000, Connections: 2}, dir)
-	if rep.Status["sent"] != 3 || v.Lost != 0 {
-		t.Errorf("status %v, %v", rep.Status, v)
+	for _, mode := range []string{"packed", "forward", "gzip"} {
+		cfg := Config{Addr: a.ForwardAddr().String(), Mode: mode, Records: 10000, ChunkRecords: 250, Connections: 2}
+		rep, v := runAndVerify(t, cfg, dir)
+		if rep.Status["sent"] != 40 || v.Lost != 0 || v.Extra != 0 {
+			t.Errorf("%s: status %v, %v", mode, rep.Status, v)
+		}
+		cfg.SetDefaults()
+		enc := newEncoder(&cfg, 0)
+		r := enc.build(10, 0)
+		body := r.body
+		if mode == "gzip" {
+			body = gzipPacked(&bytes.Buffer{}, gzip.NewWriter(io.Discard), r, "")
+		}
+		// [tag, entries, options]: the options are what follows the entries.
+		n, off, err := msgp.ReadArrayHeader(body, 0)
+		for i := 0; i < 2 && err == nil; i++ {
+			off, err = msgp.Skip(body, off)
+		}
+		var opts map[string]any
+		if err == nil {
+			err = msgpack.Unmarshal(body[off:], &opts)
+		}
+		if err != nil || n != 3 {
+			t.Fatalf("%s: %d elements, %v", mode, n, err)
+		}
+		if _, ok := opts["chunk"]; ok || fmt.Sprint(opts["size"]) != "10" {
+			t.Errorf("%s without acks: options %v, want a size and no chunk id", mode, opts)
+		}
 	}
 }
 

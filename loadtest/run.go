@@ -34,7 +34,8 @@ type Config struct {
 	// (default), ndjson, msgpack; otlp: protobuf (default, OTLP/HTTP),
 	// json (OTLP/HTTP), grpc.
 	Mode string `yaml:"mode"`
-	// Ack asks for Forward acknowledgements (require_ack_response).
+	// Ack asks for Forward acknowledgements (require_ack_response): each
+	// value carries a chunk id. Without, it carries none (only its size).
 	Ack bool `yaml:"ack"`
 	// Resend makes a forwarder behave like Fluent Bit's forward output
 	// when its connection fails or closes before the ack: it reconnects
@@ -285,7 +286,9 @@ func (w *worker) run(ctx context.Context, cfg *Config, enc *encoder, reqs []*req
 		chunk := r.setChunk(cfg.RunID, uint64(k)*uint64(cfg.Connections)+uint64(id))
 		payload := r.body
 		if cfg.Protocol == "forward" && cfg.Mode == "gzip" {
-			chunk = cfg.RunID + fmt.Sprintf("%016d", uint64(k)*uint64(cfg.Connections)+uint64(id))
+			if cfg.Ack {
+				chunk = cfg.RunID + fmt.Sprintf("%016d", uint64(k)*uint64(cfg.Connections)+uint64(id))
+			}
 			payload = gzipPacked(&zbuf, zw, r, chunk)
 		}
 		sent.Add(uint64(n))

@@ -96,7 +96,7 @@ func run() int {
 	flag.IntVar(&c.Connections, "c", 1, "concurrent connections")
 	flag.Float64Var(&c.Rate, "q", 0, "records per second per connection (0: no limit)")
 	flag.DurationVar(&c.Timeout, "t", 20*time.Second, "timeout of each ack or response")
-	flag.BoolVar(&c.Ack, "ack", false, "forward: wait for each chunk's ack (require_ack_response)")
+	flag.BoolVar(&c.Ack, "ack", false, "forward: send each chunk with a chunk id and wait for its ack (require_ack_response); without, no chunk id is sent")
 	flag.BoolVar(&c.Resend, "resend", false, "forward with -ack: on a closed or failed connection, reconnect and send the unacknowledged chunk again (as Fluent Bit does)")
 	flag.IntVar(&c.ChunkRecords, "chunk", 1000, "records per chunk or request")
 	flag.BoolVar(&c.Gzip, "gzip", false, "http, otlp over HTTP: gzip the bodies")
