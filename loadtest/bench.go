@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -138,6 +139,9 @@ type BenchRow struct {
 	CPURuns []time.Duration
 	// Cluster holds the cluster scenario's own figures.
 	Cluster *ClusterFigures
+	// PublishErrors are sluice's failed publishes to JetStream over the
+	// runs (sluice_queue_publish_errors_total), by reason; nil for a peer.
+	PublishErrors map[string]int
 }
 
 // BenchOptions are what Bench runs beside sluice, and how often.
@@ -262,12 +266,18 @@ func medianRow(runs []BenchRow) BenchRow {
 	row.EndToEnd, _, _ = median(runs, func(r BenchRow) float64 { return r.EndToEnd })
 	row.CPUPerRecord, row.CPUMin, row.CPUMax = median(runs, func(r BenchRow) time.Duration { return r.CPUPerRecord })
 	row.PeakRSS, row.RSSMin, row.RSSMax = median(runs, func(r BenchRow) int64 { return r.PeakRSS })
-	row.Lost, row.Dups = 0, 0
+	row.Lost, row.Dups, row.PublishErrors = 0, 0, nil
 	row.CPURuns = make([]time.Duration, len(runs))
 	for i, r := range runs {
 		row.Lost += r.Lost
 		row.Dups += r.Dups
 		row.CPURuns[i] = r.CPUPerRecord
+		if r.PublishErrors != nil && row.PublishErrors == nil {
+			row.PublishErrors = map[string]int{}
+		}
+		for reason, n := range r.PublishErrors {
+			row.PublishErrors[reason] += n
+		}
 	}
 	return row
 }
@@ -311,6 +321,7 @@ type server struct {
 	// otlpHTTP (a base URL) and otlpGRPC (host:port); "" when off.
 	otlpHTTP, otlpGRPC string
 	target             *Target // nil: the records go nowhere to be counted
+	metrics            string  // sluice's /metrics URL; "" for a peer
 	after              func()  // if set, stop calls it once the process ended
 }
 
@@ -385,7 +396,8 @@ func runSluice(ctx context.Context, bin, dir, cfg string, ports []int) (*server,
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, forward: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d", ports[1])}
+	s := &server{cmd: cmd, forward: fmt.Sprintf("127.0.0.1:%d", ports[0]), http: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[2])}
 	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[2])); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("sluice: %w", err)
@@ -465,6 +477,11 @@ func benchOne(ctx context.Context, agg aggregator, sc Scenario, o BenchOptions) 
 	}
 	row := BenchRow{Name: sc.Name, Aggregator: agg.name, Records: rep.Records, AckedPerSec: rep.RecordsPerSec, PeakRSS: rss,
 		Verified: srv.target != nil, Lost: v.Lost, Dups: v.Duplicates}
+	if srv.metrics != "" {
+		if row.PublishErrors, err = ReadPublishErrors(ctx, srv.metrics); err != nil {
+			return BenchRow{}, err
+		}
+	}
 	// The sink finished Waited after the sender: the end-to-end time. Files
 	// tell when their last record was written, which reading them back
 	// (slower than writing, on a machine shared with the aggregator) must
@@ -579,12 +596,45 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 				r.Name, durationOr(f.Balanced, "not reached"), 100*f.Shares[0], 100*f.Shares[1], 100*f.Shares[2], f.Shed, durationOr(f.Moved, "(not within 30 s)"), r.Lost, r.Dups)
 		}
 	}
+	printPublishErrors(w, rows)
 	printOTLPRatios(w, rows)
 	if len(cmp) > 0 {
 		fmt.Fprintln(w, "\nsluice ÷ peer, same runs (above 1 is more: want it for rates, not for CPU and RSS; run by run: the median and range of each run's ratio to the peer's run of the same round):")
 		fmt.Fprintln(w, "\n| scenario | peer | acked | end to end | CPU per record | CPU per record, run by run | peak RSS |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 		for _, l := range cmp {
+			fmt.Fprintln(w, l)
+		}
+	}
+}
+
+// printPublishErrors says which of sluice's runs had publishes to
+// JetStream fail (a stall, a timeout, a full stream), which retry or refuse
+// chunks: none is the target.
+func printPublishErrors(w io.Writer, rows []BenchRow) {
+	var lines []string
+	measured := false
+	for _, r := range rows {
+		if r.PublishErrors == nil {
+			continue
+		}
+		measured = true
+		if len(r.PublishErrors) == 0 {
+			continue
+		}
+		reasons := slices.Sorted(maps.Keys(r.PublishErrors))
+		for i, reason := range reasons {
+			reasons[i] = fmt.Sprintf("%s %d", reason, r.PublishErrors[reason])
+		}
+		lines = append(lines, fmt.Sprintf("- %s (%s): %s", r.Name, r.Aggregator, strings.Join(reasons, ", ")))
+	}
+	switch {
+	case !measured:
+	case len(lines) == 0:
+		fmt.Fprintln(w, "\nsluice's publishes to JetStream: none failed in any run (sluice_queue_publish_errors_total)")
+	default:
+		fmt.Fprintln(w, "\nsluice's failed publishes to JetStream, over the runs (sluice_queue_publish_errors_total, by reason):")
+		for _, l := range lines {
 			fmt.Fprintln(w, l)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/sluicelog/sluice/cmd/sluice/config"
 	"github.com/sluicelog/sluice/internal/msgp"
 	"github.com/sluicelog/sluice/internal/testcerts"
+	"github.com/sluicelog/sluice/queue"
 	"github.com/sluicelog/sluice/sinks/elasticsearch"
 	"github.com/sluicelog/sluice/sinks/elasticsearch/esfake"
 	"github.com/sluicelog/sluice/sinks/file"
@@ -309,6 +310,41 @@ func TestVerifyByMetrics(t *testing.T) {
 	}
 }
 
+// ReadPublishErrors reads sluice's failed publishes by reason: none while
+// the stream takes every record, store_failed once a stream whose sink
+// cannot write is full.
+func TestReadPublishErrors(t *testing.T) {
+	a, _ := sluice(t, func(c *config.Config) {
+		c.NATS.Stream.MaxBytes = 1 << 20
+		c.NATS.Stream.Compression = queue.CompressionNone
+		c.Sinks = []config.SinkConfig{{Name: "down", Elasticsearch: &elasticsearch.Config{URLs: []string{"http://127.0.0.1:1"}}}}
+	})
+	metrics := "http://" + a.APIAddr().String() + "/metrics"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	errs, err := ReadPublishErrors(ctx, metrics)
+	if err != nil || errs == nil || len(errs) != 0 {
+		t.Fatalf("before any record: %v, %v", errs, err)
+	}
+	// 1.6 MB into a 1 MiB stream, over HTTP: a refused request is answered
+	// 429 (a Forward connection would retry its chunk until shutdown).
+	rep, err := Run(ctx, Config{Addr: "http://" + a.HTTPAddr().String(), Protocol: "http", Mode: "ndjson", Records: 4000, ChunkRecords: 250}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Status["HTTP 429"] == 0 {
+		t.Fatalf("the stream took everything: %v", rep.Status)
+	}
+	// The refusal is counted before the 429 is written.
+	if errs, err = ReadPublishErrors(ctx, metrics); err != nil || errs["store_failed"] == 0 {
+		t.Fatalf("after %d requests refused: %v, %v; want store_failed counted", rep.Status["HTTP 429"], errs, err)
+	}
+	if _, err := ReadPublishErrors(ctx, "http://"+a.APIAddr().String()+"/nosuch"); err == nil {
+		t.Error("a page that is not there read without an error")
+	}
+	a.Kill() // the sink that cannot write would hold a shutdown to its deadline
+}
+
 // The workload's kinds follow their weights and sizes.
 func TestWorkloadShapes(t *testing.T) {
 	w := Workload{Nginx: 1, NginxBytes: 180}
@@ -342,9 +378,9 @@ func TestWorkloadShapes(t *testing.T) {
 // run's losses and each run's CPU in the order they ran.
 func TestMedianRow(t *testing.T) {
 	row := medianRow([]BenchRow{
-		{AckedPerSec: 900, EndToEnd: 6, CPUPerRecord: 1200, PeakRSS: 140, Lost: 1},
-		{AckedPerSec: 700, EndToEnd: 9, CPUPerRecord: 1500, PeakRSS: 120},
-		{AckedPerSec: 800, EndToEnd: 7, CPUPerRecord: 1100, PeakRSS: 150, Dups: 2},
+		{AckedPerSec: 900, EndToEnd: 6, CPUPerRecord: 1200, PeakRSS: 140, Lost: 1, PublishErrors: map[string]int{"stalled": 2}},
+		{AckedPerSec: 700, EndToEnd: 9, CPUPerRecord: 1500, PeakRSS: 120, PublishErrors: map[string]int{}},
+		{AckedPerSec: 800, EndToEnd: 7, CPUPerRecord: 1100, PeakRSS: 150, Dups: 2, PublishErrors: map[string]int{"stalled": 1, "timeout": 4}},
 	})
 	want := BenchRow{
 		AckedPerSec: 800, AckedMin: 700, AckedMax: 900,
@@ -352,10 +388,15 @@ func TestMedianRow(t *testing.T) {
 		CPUPerRecord: 1200, CPUMin: 1100, CPUMax: 1500,
 		PeakRSS: 140, RSSMin: 120, RSSMax: 150,
 		Runs: 3, Lost: 1, Dups: 2,
-		CPURuns: []time.Duration{1200, 1500, 1100},
+		CPURuns:       []time.Duration{1200, 1500, 1100},
+		PublishErrors: map[string]int{"stalled": 3, "timeout": 4},
 	}
 	if !reflect.DeepEqual(row, want) {
 		t.Errorf("got  %+v\nwant %+v", row, want)
+	}
+	// A peer's runs have no publish errors to read: nil, not none.
+	if row := medianRow([]BenchRow{{AckedPerSec: 1}, {AckedPerSec: 2}}); row.PublishErrors != nil {
+		t.Errorf("a peer's publish errors: %v", row.PublishErrors)
 	}
 }
 
@@ -454,6 +495,23 @@ func TestPrintBenchRatios(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "| b | fluent-bit") {
 		t.Errorf("a ratio for a scenario without a peer:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "publishes to JetStream") {
+		t.Errorf("publish errors printed where none were read:\n%s", out.String())
+	}
+
+	// sluice's failed publishes: none, or each scenario's by reason.
+	rows[0].PublishErrors, rows[1].PublishErrors, rows[4].PublishErrors = map[string]int{}, map[string]int{}, map[string]int{}
+	out.Reset()
+	PrintBench(&out, rows)
+	if !strings.Contains(out.String(), "sluice's publishes to JetStream: none failed in any run") {
+		t.Errorf("no line saying none failed in\n%s", out.String())
+	}
+	rows[4].PublishErrors = map[string]int{"timeout": 1, "stalled": 3}
+	out.Reset()
+	PrintBench(&out, rows)
+	if !strings.Contains(out.String(), "\n- b (sluice): stalled 3, timeout 1\n") || strings.Contains(out.String(), "- a (") {
+		t.Errorf("want b's failed publishes alone in\n%s", out.String())
 	}
 }
 

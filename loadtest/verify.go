@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -270,22 +271,9 @@ type SinkCount struct{ Delivered, Dead float64 }
 
 // ReadSinkCounts reads sluice_sink_records_total from sluice's /metrics.
 func ReadSinkCounts(ctx context.Context, metricsURL string) (SinkCounts, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	fams, err := readMetrics(ctx, metricsURL)
 	if err != nil {
 		return nil, err
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("verify: %s: %s", metricsURL, res.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(res.Body)
-	if err != nil {
-		return nil, fmt.Errorf("verify: %s: %w", metricsURL, err)
 	}
 	counts := SinkCounts{}
 	fam := fams["sluice_sink_records_total"]
@@ -312,6 +300,50 @@ func ReadSinkCounts(ctx context.Context, metricsURL string) (SinkCounts, error) 
 		counts[sink] = c
 	}
 	return counts, nil
+}
+
+// ReadPublishErrors reads sluice_queue_publish_errors_total from sluice's
+// /metrics: the publishes to JetStream that failed (and were retried or
+// refused), by reason (stalled, timeout, store_failed, ...). An empty map
+// means none failed.
+func ReadPublishErrors(ctx context.Context, metricsURL string) (map[string]int, error) {
+	fams, err := readMetrics(ctx, metricsURL)
+	if err != nil {
+		return nil, err
+	}
+	errs := map[string]int{}
+	for _, m := range fams["sluice_queue_publish_errors_total"].GetMetric() {
+		if n := int(m.GetCounter().GetValue()); n > 0 {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					errs[l.GetValue()] += n
+				}
+			}
+		}
+	}
+	return errs, nil
+}
+
+// readMetrics reads the metric families of a Prometheus text page.
+func readMetrics(ctx context.Context, metricsURL string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("verify: %s: %s", metricsURL, res.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %s: %w", metricsURL, err)
+	}
+	return fams, nil
 }
 
 // verifyMetrics compares the sinks' counters with the baseline; with
