@@ -76,6 +76,12 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	for _, reason := range []string{sealLinger, sealFull, sealEager} {
 		m.sealed.WithLabelValues(reason)
 	}
+	// The reasons errReason gives (but JetStream's API error codes) and the
+	// batches' own are there at 0 from the start: a page without them means
+	// another binary, not a clean run.
+	for _, reason := range []string{"store_failed", "unavailable", "stalled", "timeout", "no_responders", "closed", "other", "batches_pending"} {
+		m.publishErrs.WithLabelValues(reason)
+	}
 	r.MustRegister(m.published, m.batched, m.sealed, m.publishErrs, m.entryBytes, m.storedBytes, m.latency)
 	return m
 }

@@ -213,6 +213,11 @@ func TestFullStreamRefuses(t *testing.T) {
 	if _, err := q.Consumer(context.Background(), "slow", ConsumerConfig{}); err != nil {
 		t.Fatal(err)
 	}
+	// Every reason is on the page at 0 before anything failed (loadgen
+	// -bench tells a clean run from a binary without the metric by it).
+	if n, err := testutil.GatherAndCount(reg, "sluice_queue_publish_errors_total"); err != nil || n < 8 {
+		t.Fatalf("%d publish error series before any publish (%v), want every reason at 0", n, err)
+	}
 	p := payload(100, 1000) // ~100 KB
 	var err error
 	for i := 0; i < 20 && err == nil; i++ {
@@ -224,7 +229,6 @@ func TestFullStreamRefuses(t *testing.T) {
 	if got := testutil.ToFloat64(q.metrics.publishErrs.WithLabelValues("store_failed")); got < 1 {
 		t.Fatalf("refusal not counted as store_failed (%v): %v", got, err)
 	}
-	_ = reg
 }
 
 // A chunk without an id published again (as ingest does after a publish
