@@ -273,7 +273,7 @@ type SinkCount struct{ Delivered, Dead float64 }
 func ReadSinkCounts(ctx context.Context, metricsURL string) (SinkCounts, error) {
 	fams, err := readMetrics(ctx, metricsURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	counts := SinkCounts{}
 	fam := fams["sluice_sink_records_total"]
@@ -305,14 +305,20 @@ func ReadSinkCounts(ctx context.Context, metricsURL string) (SinkCounts, error) 
 // ReadPublishErrors reads sluice_queue_publish_errors_total from sluice's
 // /metrics: the publishes to JetStream that failed (and were retried or
 // refused), by reason (stalled, timeout, store_failed, ...). An empty map
-// means none failed.
+// means none failed; a page without the metric (sluice shows every reason
+// at 0 from the start) is an error.
 func ReadPublishErrors(ctx context.Context, metricsURL string) (map[string]int, error) {
+	const name = "sluice_queue_publish_errors_total"
 	fams, err := readMetrics(ctx, metricsURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("publish errors: %w", err)
+	}
+	fam := fams[name]
+	if fam == nil {
+		return nil, fmt.Errorf("publish errors: no %s on %s", name, metricsURL)
 	}
 	errs := map[string]int{}
-	for _, m := range fams["sluice_queue_publish_errors_total"].GetMetric() {
+	for _, m := range fam.GetMetric() {
 		if n := int(m.GetCounter().GetValue()); n > 0 {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "reason" {
@@ -332,16 +338,16 @@ func readMetrics(ctx context.Context, metricsURL string) (map[string]*dto.Metric
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
+		return nil, err
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("verify: %s: %s", metricsURL, res.Status)
+		return nil, fmt.Errorf("%s: %s", metricsURL, res.Status)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(res.Body)
 	if err != nil {
-		return nil, fmt.Errorf("verify: %s: %w", metricsURL, err)
+		return nil, fmt.Errorf("%s: %w", metricsURL, err)
 	}
 	return fams, nil
 }
