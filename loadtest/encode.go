@@ -186,6 +186,20 @@ func (e *encoder) build(n, salt int) *request {
 	return r
 }
 
+// payload is what a worker sends for r as its n-th value, and the chunk id
+// that asks for its ack ("" without acks): gzip's values are compressed
+// here, through zbuf and zw, the others are r's body.
+func (r *request) payload(cfg *Config, n uint64, zbuf *bytes.Buffer, zw *gzip.Writer) ([]byte, string) {
+	if cfg.Protocol != "forward" || cfg.Mode != "gzip" {
+		return r.body, r.setChunk(cfg.RunID, n)
+	}
+	chunk := ""
+	if cfg.Ack {
+		chunk = cfg.RunID + fmt.Sprintf("%016d", n)
+	}
+	return gzipPacked(zbuf, zw, r, chunk), chunk
+}
+
 // gzipPacked compresses the entries of r into a CompressedPackedForward
 // value with the chunk id, or without one ("") its size (see options).
 func gzipPacked(dst *bytes.Buffer, zw *gzip.Writer, r *request, chunk string) []byte {

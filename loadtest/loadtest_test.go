@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,27 +115,41 @@ func TestForwardWithoutAck(t *testing.T) {
 		if rep.Status["sent"] != 40 || v.Lost != 0 || v.Extra != 0 {
 			t.Errorf("%s: status %v, %v", mode, rep.Status, v)
 		}
-		cfg.SetDefaults()
-		enc := newEncoder(&cfg, 0)
-		r := enc.build(10, 0)
-		body := r.body
-		if mode == "gzip" {
-			body = gzipPacked(&bytes.Buffer{}, gzip.NewWriter(io.Discard), r, "")
-		}
-		// [tag, entries, options]: the options are what follows the entries.
-		n, off, err := msgp.ReadArrayHeader(body, 0)
-		for i := 0; i < 2 && err == nil; i++ {
-			off, err = msgp.Skip(body, off)
-		}
-		var opts map[string]any
-		if err == nil {
-			err = msgpack.Unmarshal(body[off:], &opts)
-		}
-		if err != nil || n != 3 {
-			t.Fatalf("%s: %d elements, %v", mode, n, err)
-		}
-		if _, ok := opts["chunk"]; ok || fmt.Sprint(opts["size"]) != "10" {
-			t.Errorf("%s without acks: options %v, want a size and no chunk id", mode, opts)
+	}
+}
+
+// A value's options: a chunk id with acks, its size without.
+func TestForwardOptions(t *testing.T) {
+	for _, mode := range []string{"packed", "forward", "gzip", "message"} {
+		for _, ack := range []bool{false, true} {
+			cfg := Config{Addr: "127.0.0.1:1", Mode: mode, Ack: ack, ChunkRecords: 10}
+			cfg.SetDefaults()
+			r := newEncoder(&cfg, 0).build(cfg.ChunkRecords, 0)
+			body, chunk := r.payload(&cfg, 7, &bytes.Buffer{}, gzip.NewWriter(io.Discard))
+			// [tag, entries, options] or [tag, time, record, options]: the
+			// options are the last element.
+			n, off, err := msgp.ReadArrayHeader(body, 0)
+			for i := 0; i < n-1 && err == nil; i++ {
+				off, err = msgp.Skip(body, off)
+			}
+			var opts map[string]any
+			if err == nil {
+				err = msgpack.Unmarshal(body[off:], &opts)
+			}
+			if err != nil {
+				t.Fatalf("%s, ack %v: %v", mode, ack, err)
+			}
+			id, hasID := opts["chunk"]
+			size, hasSize := opts["size"]
+			switch {
+			case ack && (!hasID || id != chunk || chunk == "" || hasSize):
+				t.Errorf("%s with acks: options %v, chunk %q; want the chunk id alone", mode, opts, chunk)
+			case !ack && (hasID || chunk != "" || fmt.Sprint(size) != strconv.Itoa(r.records)):
+				t.Errorf("%s without acks: options %v, chunk %q; want the size (%d) and no chunk id", mode, opts, chunk, r.records)
+			}
+			if _, gz := opts["compressed"]; gz != (mode == "gzip") {
+				t.Errorf("%s: options %v", mode, opts)
+			}
 		}
 	}
 }
@@ -319,6 +334,7 @@ func TestReadPublishErrors(t *testing.T) {
 		c.NATS.Stream.Compression = queue.CompressionNone
 		c.Sinks = []config.SinkConfig{{Name: "down", Elasticsearch: &elasticsearch.Config{URLs: []string{"http://127.0.0.1:1"}}}}
 	})
+	t.Cleanup(a.Kill) // the sink that cannot write would hold a shutdown to its deadline
 	metrics := "http://" + a.APIAddr().String() + "/metrics"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -342,7 +358,6 @@ func TestReadPublishErrors(t *testing.T) {
 	if _, err := ReadPublishErrors(ctx, "http://"+a.APIAddr().String()+"/nosuch"); err == nil {
 		t.Error("a page that is not there read without an error")
 	}
-	a.Kill() // the sink that cannot write would hold a shutdown to its deadline
 }
 
 // The workload's kinds follow their weights and sizes.
@@ -510,7 +525,8 @@ func TestPrintBenchRatios(t *testing.T) {
 	rows[4].PublishErrors = map[string]int{"timeout": 1, "stalled": 3}
 	out.Reset()
 	PrintBench(&out, rows)
-	if !strings.Contains(out.String(), "\n- b (sluice): stalled 3, timeout 1\n") || strings.Contains(out.String(), "- a (") {
+	if !strings.Contains(out.String(), "\n- b (sluice): stalled 3, timeout 1\n") || strings.Contains(out.String(), "- a (") ||
+		strings.Contains(out.String(), "none failed") {
 		t.Errorf("want b's failed publishes alone in\n%s", out.String())
 	}
 }

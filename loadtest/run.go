@@ -283,14 +283,7 @@ func (w *worker) run(ctx context.Context, cfg *Config, enc *encoder, reqs []*req
 			}
 		}
 		r.setSeq(from)
-		chunk := r.setChunk(cfg.RunID, uint64(k)*uint64(cfg.Connections)+uint64(id))
-		payload := r.body
-		if cfg.Protocol == "forward" && cfg.Mode == "gzip" {
-			if cfg.Ack {
-				chunk = cfg.RunID + fmt.Sprintf("%016d", uint64(k)*uint64(cfg.Connections)+uint64(id))
-			}
-			payload = gzipPacked(&zbuf, zw, r, chunk)
-		}
+		payload, chunk := r.payload(cfg, uint64(k)*uint64(cfg.Connections)+uint64(id), &zbuf, zw)
 		sent.Add(uint64(n))
 		t0 := time.Now()
 		var status string
