@@ -387,6 +387,8 @@ func TestAnnotationKeys(t *testing.T) {
 		{"stderr", "web", "both-web"},
 		{"stderr", "api", "stream"},
 		{"", long, "container"},
+		{"stderr", strings.Repeat("x", 200), "stream"}, // after the buffer grew
+		{"stderr", "", "stream"},
 		{"stdout", "api", "base"},
 		{"", "", "base"},
 	} {
@@ -409,7 +411,13 @@ func TestAnnotatedLineAllocatesNothing(t *testing.T) {
 	e, _ := newEnricher(t, nil, seedPods())
 	rec := enc(t, map[string]any{"log": nginxLine, "stream": "stdout", "time": "2019-12-19T17:41:12.70630778Z"})
 	dst := make([]byte, 0, 4096)
-	dst, _, _ = e.Enrich(context.Background(), dst, nginxTag, rec)
+	dst, res, err := e.Enrich(context.Background(), dst, nginxTag, rec)
+	if err != nil || res.Drop {
+		t.Fatalf("Enrich: %v %+v", err, res)
+	}
+	if data, _ := asJSON(t, dst)["data"].(map[string]any); data["size"] != "612" || data["code"] != "200" {
+		t.Fatalf("the annotated nginx parser did not run: data %v", data)
+	}
 	if n := testing.AllocsPerRun(200, func() { dst, _, _ = e.Enrich(context.Background(), dst[:0], nginxTag, rec) }); n != 0 {
 		t.Errorf("%v allocations per record", n)
 	}
