@@ -91,18 +91,8 @@ func (q *Queue) Seen() *Seen { return q.seen }
 // startSeen starts reading the keys of the batch messages stored in the
 // last duplicate window and of every one after. Stop ends it.
 func (q *Queue) startSeen(ctx context.Context) (*Seen, error) {
-	s := &Seen{
-		window: q.cfg.Stream.DuplicateWindow,
-		wait:   10 * time.Second,
-		log:    q.set.Logger,
-		cur:    make(map[[16]byte]seenAt),
-		old:    make(map[[16]byte]seenAt),
-		wake:   make(chan struct{}),
-		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sluice_queue_seen_wait_timeouts_total",
-			Help: "Batch messages written without a resend check because the key index did not catch up in time.",
-		}),
-	}
+	s := newSeenIndex(q.cfg.Stream.DuplicateWindow)
+	s.log = q.set.Logger
 	now := time.Now()
 	s.from = now.Add(-s.window).UnixNano()
 	// A second earlier: a republish is stored a moment after its message.
@@ -123,6 +113,22 @@ func (q *Queue) startSeen(ctx context.Context) (*Seen, error) {
 		return nil, fmt.Errorf("queue: chunk key index metrics: %w", err)
 	}
 	return s, nil
+}
+
+// newSeenIndex is an index that has read no key yet.
+func newSeenIndex(window time.Duration) *Seen {
+	return &Seen{
+		window: window,
+		wait:   10 * time.Second,
+		log:    slog.Default(),
+		cur:    make(map[[16]byte]seenAt),
+		old:    make(map[[16]byte]seenAt),
+		wake:   make(chan struct{}),
+		timeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_queue_seen_wait_timeouts_total",
+			Help: "Batch messages written without a resend check because the key index did not catch up in time.",
+		}),
+	}
 }
 
 // Stop ends the reading; it may be called more than once.
