@@ -366,10 +366,8 @@ func TestSeenWindow(t *testing.T) {
 	key := MsgID("a", "app", []byte{1})
 	t0 := time.Now()
 	at := []time.Time{t0, t0.Add(500 * time.Millisecond), t0.Add(3 * time.Second)}
-	for i, ts := range at {
-		s.addKeys(uint64(i+1), ts, key)
-	}
 	for i, want := range []bool{false, true, false} {
+		s.addKeys(uint64(i+1), at[i], key)
 		if dup, err := s.Earlier(context.Background(), key, uint64(i+1), at[i]); err != nil || dup != want {
 			t.Errorf("seq %d: resend %v (%v), want %v", i+1, dup, err, want)
 		}
