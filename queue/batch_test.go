@@ -365,9 +365,13 @@ func TestSeenWindow(t *testing.T) {
 	s := q.Seen()
 	key := MsgID("a", "app", []byte{1})
 	t0 := time.Now()
-	at := []time.Time{t0, t0.Add(500 * time.Millisecond), t0.Add(3 * time.Second)}
+	// All read before any is asked about: the last is 1.8 windows after the
+	// first, within the two the index keeps.
+	at := []time.Time{t0, t0.Add(500 * time.Millisecond), t0.Add(1800 * time.Millisecond)}
+	for i, ts := range at {
+		s.addKeys(uint64(i+1), ts, key)
+	}
 	for i, want := range []bool{false, true, false} {
-		s.addKeys(uint64(i+1), at[i], key)
 		if dup, err := s.Earlier(context.Background(), key, uint64(i+1), at[i]); err != nil || dup != want {
 			t.Errorf("seq %d: resend %v (%v), want %v", i+1, dup, err, want)
 		}

@@ -19,8 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Seen knows the chunk keys of the batch messages of the last two duplicate
-// windows (keyRetention), and at which stream sequence each first came. JetStream deduplicates a
+// Seen knows the chunk keys of the batch messages of the last two
+// duplicate windows (keyRetention), and at which stream sequence each first
+// came. JetStream deduplicates a
 // message by its id; a resent chunk stored in another batch message than its
 // first copy is caught here instead.
 //
@@ -60,7 +61,7 @@ type seenAt struct {
 // digests (of the chunk id, and of the tag and entries): their exclusive or
 // is spread evenly even when chunk ids repeat, so sorted is in its order,
 // and starts[b] is where the keys whose top bits of it are b begin, so
-// that a look-up searches about eight keys.
+// that a look-up searches four to eight keys.
 type keyGen struct {
 	from   int64 // stored time (Unix ns) of its first key
 	keys   map[[16]byte]seenAt
@@ -104,32 +105,33 @@ func (g *keyGen) find(k [16]byte) (seenAt, bool) {
 	return g.sorted[int(from)+i].at, true
 }
 
-// close moves g's keys from its map to a sorted slice.
-func (g *keyGen) close() {
-	g.sorted = make([]seenKey, 0, len(g.keys))
-	for k, at := range g.keys {
-		g.sorted = append(g.sorted, newSeenKey(k, at))
+// sortedGen is the closed form of a generation of keys.
+func sortedGen(keys map[[16]byte]seenAt) (sorted []seenKey, starts []uint32, shift uint) {
+	sorted = make([]seenKey, 0, len(keys))
+	for k, at := range keys {
+		sorted = append(sorted, newSeenKey(k, at))
 	}
-	slices.SortFunc(g.sorted, compareKeys)
-	g.keys = nil
-	n := max(bits.Len(uint(len(g.sorted)/8)), 1)
-	g.shift = uint(64 - n)
-	g.starts = make([]uint32, 1<<n+1)
+	slices.SortFunc(sorted, compareKeys)
+	n := max(bits.Len(uint(len(sorted)/8)), 1)
+	shift = uint(64 - n)
+	starts = make([]uint32, 1<<n+1)
 	i := 0
-	for b := range g.starts {
-		for i < len(g.sorted) && g.sorted[i].mix>>g.shift < uint64(b) {
+	for b := range starts {
+		for i < len(sorted) && sorted[i].mix>>shift < uint64(b) {
 			i++
 		}
-		g.starts[b] = uint32(i)
+		starts[b] = uint32(i)
 	}
+	return sorted, starts, shift
 }
 
 // seenGens is how many generations a window's keys take. A generation goes
 // once the next one began two windows before the newest key: every key of
 // the last two windows is kept, so that a sink up to a window behind the
-// index still tells resends (keyRetention). BenchmarkSeenMemory, 2,000
-// chunks a second: 17.5 MiB at most, against 40 MiB with the two maps of a
-// window each this replaced (which kept between one and two windows).
+// index still tells resends (keyRetention). (Stored times that jump ahead
+// by more than that, a clock set forward, drop every closed generation at
+// once: resends of the keys before are then written again, never lost.)
+// For the heap it takes, see BenchmarkSeenMemory.
 const seenGens = 4
 
 // keyRetention is how many windows of keys the index keeps.
@@ -237,8 +239,9 @@ func (s *Seen) add(m jetstream.Msg) {
 func (s *Seen) addKeys(seq uint64, stored time.Time, keys string) {
 	at := seenAt{seq: seq, stored: stored.UnixNano()}
 	s.mu.Lock()
+	closing := -1
 	if at.stored-s.gens[len(s.gens)-1].from >= int64(s.window)/seenGens {
-		s.nextGenLocked(at.stored)
+		closing = s.nextGenLocked(at.stored)
 	}
 	cur := s.gens[len(s.gens)-1].keys
 	for _, key := range strings.Fields(keys) {
@@ -256,20 +259,37 @@ func (s *Seen) addKeys(seq uint64, stored time.Time, keys string) {
 		s.wake = make(chan struct{})
 	}
 	s.mu.Unlock()
+	if closing >= 0 {
+		s.closeGen(closing)
+	}
 }
 
-// nextGenLocked starts a generation at stored time now, and drops those
-// whose keys are all keyRetention windows older than now (keys come in
-// stored order); s.mu is held.
-func (s *Seen) nextGenLocked(now int64) {
+// closeGen sorts generation i, which takes no more keys, into its closed
+// form. Only addKeys changes gens and their maps, on one goroutine (the
+// keys stream's consumer), so the map is read here without s.mu while
+// Earlier reads it under s.mu, and only the swap holds s.mu: sorting a
+// quarter window of keys does not stop the sinks' look-ups.
+func (s *Seen) closeGen(i int) {
+	sorted, starts, shift := sortedGen(s.gens[i].keys)
+	s.mu.Lock()
+	g := &s.gens[i]
+	g.sorted, g.starts, g.shift, g.keys = sorted, starts, shift, nil
+	s.mu.Unlock()
+}
+
+// nextGenLocked starts a generation at stored time now, drops those whose
+// keys are all keyRetention windows older than now (keys come in stored
+// order), and returns the index of the one that took keys until now, for
+// closeGen; s.mu is held.
+func (s *Seen) nextGenLocked(now int64) int {
 	drop := 0
 	for drop+1 < len(s.gens) && s.gens[drop+1].from <= now-keyRetention*int64(s.window) {
 		drop++
 	}
 	n := copy(s.gens, s.gens[drop:])
 	clear(s.gens[n:])
-	s.gens[n-1].close()
 	s.gens = append(s.gens[:n], keyGen{from: now, keys: make(map[[16]byte]seenAt)})
+	return n - 1
 }
 
 // firstLocked is where key k came first, if the index holds it; s.mu is

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/binary"
+	"math/rand/v2"
 	"runtime"
 	"strconv"
 	"strings"
@@ -100,9 +101,59 @@ func TestSeenSharedChunkIDs(t *testing.T) {
 	}
 }
 
+// A closed generation finds each of its keys with where it came, those
+// that share the exclusive or of their halves with another too, and no
+// other key, at every size around its buckets' edges.
+func TestSortedGeneration(t *testing.T) {
+	key := func(hi, lo uint64) (k [16]byte) {
+		binary.BigEndian.PutUint64(k[:8], hi)
+		binary.BigEndian.PutUint64(k[8:], lo)
+		return k
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, n := range []int{0, 1, 15, 16, 17, 1000, 4096} {
+		keys := map[[16]byte]seenAt{}
+		for i := 0; len(keys) < n; i++ {
+			hi, lo := r.Uint64(), r.Uint64()
+			keys[key(hi, lo)] = seenAt{seq: uint64(i + 1), stored: int64(i)}
+			if i%3 == 0 && len(keys) < n {
+				// Another key with the same exclusive or of its halves.
+				hi2 := r.Uint64()
+				keys[key(hi2, hi^lo^hi2)] = seenAt{seq: uint64(i + 1000000)}
+			}
+		}
+		g := keyGen{}
+		g.sorted, g.starts, g.shift = sortedGen(keys)
+		for k, want := range keys {
+			if at, ok := g.find(k); !ok || at != want {
+				t.Fatalf("%d keys: %x gave %+v %v, want %+v", n, k, at, ok, want)
+			}
+			// The same exclusive or, another key.
+			hi := binary.BigEndian.Uint64(k[:8])
+			lo := binary.BigEndian.Uint64(k[8:])
+			if _, ok := keys[key(hi+1, lo^1)]; !ok {
+				if at, ok := g.find(key(hi+1, lo^1)); ok {
+					t.Fatalf("%d keys: a key never added found (%+v)", n, at)
+				}
+			}
+		}
+		for i := 0; i < 2000; i++ {
+			k := key(r.Uint64(), r.Uint64())
+			if _, in := keys[k]; !in {
+				if _, ok := g.find(k); ok {
+					t.Fatalf("%d keys: %x found, never added", n, k)
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkSeenMemory feeds the index a fleet's keys (2,000 chunks a
 // second, 20 to a batch message) for six minutes of stored time and reports
-// the most heap it held, per key of a duplicate window (2 minutes).
+// the most heap it held, per key of a duplicate window (2 minutes): sampled
+// every 10 s of stored time, before and after its first message, so also
+// just before and after each switch of generations (the map being closed
+// and its sorted copy exist together for the moment of the switch).
 //
 //	go test -run '^$' -bench SeenMemory ./queue/
 func BenchmarkSeenMemory(b *testing.B) {
@@ -119,13 +170,19 @@ func BenchmarkSeenMemory(b *testing.B) {
 		base, peak := ms.HeapAlloc, uint64(0)
 		t0 := time.Unix(1_700_000_000, 0)
 		seq := uint64(0)
+		sample := func() {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapAlloc-base)
+		}
 		for i := 0; i < 6*60*perSecond; i += perMessage {
 			seq++
+			if i%(10*perSecond) == 0 {
+				sample()
+			}
 			s.addKeys(seq, t0.Add(time.Duration(i)*time.Second/perSecond), seenKeys(i, perMessage))
 			if i%(10*perSecond) == 0 {
-				runtime.GC()
-				runtime.ReadMemStats(&ms)
-				peak = max(peak, ms.HeapAlloc-base)
+				sample()
 			}
 		}
 		b.ReportMetric(float64(peak)/(perSecond*window.Seconds()), "B/key-in-window")
@@ -147,8 +204,9 @@ func BenchmarkSeenEarlier(b *testing.B) {
 	}
 	keys := strings.Fields(seenKeys(n, 1024))
 	newest := t0.Add(5 * time.Minute)
+	last := s.last.Load()
 	for i := 0; b.Loop(); i++ {
-		if dup, _ := s.Earlier(context.Background(), keys[i%len(keys)], 1, newest); dup {
+		if dup, _ := s.Earlier(context.Background(), keys[i%len(keys)], last, newest); dup {
 			b.Fatal("a new key found")
 		}
 	}
