@@ -21,9 +21,8 @@ import (
 
 // Seen knows the chunk keys of the batch messages of the last two
 // duplicate windows (keyRetention), and at which stream sequence each first
-// came. JetStream deduplicates a
-// message by its id; a resent chunk stored in another batch message than its
-// first copy is caught here instead.
+// came. JetStream deduplicates a message by its id; a resent chunk stored
+// in another batch message than its first copy is caught here instead.
 //
 // The log stream republishes the headers of every batch message it stores
 // (its RePublish setting) into a stream of their own, the keys stream
