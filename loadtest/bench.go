@@ -3,6 +3,7 @@ package loadtest
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -141,7 +142,10 @@ type BenchRow struct {
 	Cluster *ClusterFigures
 	// PublishErrors are sluice's failed publishes to JetStream over the
 	// runs (sluice_queue_publish_errors_total), by reason; nil for a peer.
-	PublishErrors map[string]int
+	// PublishErrorsUnread: a run's sluice did not show them (a baseline
+	// binary from before they were shown at 0).
+	PublishErrors       map[string]int
+	PublishErrorsUnread bool
 }
 
 // BenchOptions are what Bench runs beside sluice, and how often.
@@ -272,12 +276,8 @@ func medianRow(runs []BenchRow) BenchRow {
 		row.Lost += r.Lost
 		row.Dups += r.Dups
 		row.CPURuns[i] = r.CPUPerRecord
-		if r.PublishErrors != nil && row.PublishErrors == nil {
-			row.PublishErrors = map[string]int{}
-		}
-		for reason, n := range r.PublishErrors {
-			row.PublishErrors[reason] += n
-		}
+		row.addPublishErrors(r.PublishErrors)
+		row.PublishErrorsUnread = row.PublishErrorsUnread || r.PublishErrorsUnread
 	}
 	return row
 }
@@ -478,7 +478,7 @@ func benchOne(ctx context.Context, agg aggregator, sc Scenario, o BenchOptions) 
 	row := BenchRow{Name: sc.Name, Aggregator: agg.name, Records: rep.Records, AckedPerSec: rep.RecordsPerSec, PeakRSS: rss,
 		Verified: srv.target != nil, Lost: v.Lost, Dups: v.Duplicates}
 	if srv.metrics != "" {
-		if row.PublishErrors, err = ReadPublishErrors(ctx, srv.metrics); err != nil {
+		if err := row.readPublishErrors(ctx, srv.metrics); err != nil {
 			return BenchRow{}, err
 		}
 	}
@@ -608,6 +608,34 @@ func PrintBench(w io.Writer, rows []BenchRow) {
 	}
 }
 
+// readPublishErrors adds a sluice process's failed publishes to the row's;
+// a page without them (ErrNoPublishErrors) marks them unread.
+func (r *BenchRow) readPublishErrors(ctx context.Context, metricsURL string) error {
+	errs, err := ReadPublishErrors(ctx, metricsURL)
+	switch {
+	case errors.Is(err, ErrNoPublishErrors):
+		r.PublishErrorsUnread = true
+		return nil
+	case err != nil:
+		return err
+	}
+	r.addPublishErrors(errs)
+	return nil
+}
+
+// addPublishErrors adds errs (nil: none read) to the row's.
+func (r *BenchRow) addPublishErrors(errs map[string]int) {
+	if errs == nil {
+		return
+	}
+	if r.PublishErrors == nil {
+		r.PublishErrors = map[string]int{}
+	}
+	for reason, n := range errs {
+		r.PublishErrors[reason] += n
+	}
+}
+
 // printPublishErrors says which of sluice's runs had publishes to
 // JetStream fail (a stall, a timeout, a full stream), which retry or refuse
 // chunks: none is the target.
@@ -615,13 +643,15 @@ func printPublishErrors(w io.Writer, rows []BenchRow) {
 	var lines []string
 	measured := false
 	for _, r := range rows {
-		if r.PublishErrors == nil {
+		if r.PublishErrorsUnread {
+			measured = true
+			lines = append(lines, fmt.Sprintf("- %s (%s): not read, not on its /metrics (a binary from before they were shown at 0)", r.Name, r.Aggregator))
+		}
+		if len(r.PublishErrors) == 0 {
+			measured = measured || r.PublishErrors != nil
 			continue
 		}
 		measured = true
-		if len(r.PublishErrors) == 0 {
-			continue
-		}
 		reasons := slices.Sorted(maps.Keys(r.PublishErrors))
 		for i, reason := range reasons {
 			reasons[i] = fmt.Sprintf("%s %d", reason, r.PublishErrors[reason])
@@ -633,7 +663,7 @@ func printPublishErrors(w io.Writer, rows []BenchRow) {
 	case len(lines) == 0:
 		fmt.Fprintln(w, "\nsluice's publishes to JetStream: none failed in any run (sluice_queue_publish_errors_total)")
 	default:
-		fmt.Fprintln(w, "\nsluice's failed publishes to JetStream, over the runs (sluice_queue_publish_errors_total, by reason):")
+		fmt.Fprintln(w, "\nsluice's publishes to JetStream that failed, over the runs (sluice_queue_publish_errors_total, by reason), or why they were not read:")
 		for _, l := range lines {
 			fmt.Fprintln(w, l)
 		}

@@ -121,8 +121,8 @@ func benchCluster(ctx context.Context, sluice string, sc Scenario, o BenchOption
 	}
 	fig.Shed = int(cr.metric("sluice_ingest_connections_shed_total", `listener="forward"`, `reason="balance"`))
 	// The stopped replica's failed publishes, up to its stop.
-	pubErrs, err := ReadPublishErrors(ctx, cr.srv.metrics)
-	if err != nil {
+	var pub BenchRow
+	if err := pub.readPublishErrors(ctx, cr.srv.metrics); err != nil {
 		return BenchRow{}, err
 	}
 	lb.Set(a.srv.forward, b.srv.forward)
@@ -137,12 +137,8 @@ func benchCluster(ctx context.Context, sluice string, sc Scenario, o BenchOption
 	}
 	for _, r := range []*clusterReplica{a, b} {
 		fig.Shed += int(r.metric("sluice_ingest_connections_shed_total", `listener="forward"`, `reason="balance"`))
-		errs, err := ReadPublishErrors(ctx, r.srv.metrics)
-		if err != nil {
+		if err := pub.readPublishErrors(ctx, r.srv.metrics); err != nil {
 			return BenchRow{}, err
-		}
-		for reason, n := range errs {
-			pubErrs[reason] += n
 		}
 	}
 	v, err := Verify(ctx, res.rep, Target{FileDir: out}, 2*time.Minute)
@@ -150,7 +146,8 @@ func benchCluster(ctx context.Context, sluice string, sc Scenario, o BenchOption
 		return BenchRow{}, err
 	}
 	row := BenchRow{Name: sc.Name, Aggregator: "sluice ×3", Records: res.rep.Records, AckedPerSec: res.rep.RecordsPerSec,
-		Verified: true, Lost: v.Lost, Dups: v.Duplicates, Cluster: &fig, PublishErrors: pubErrs}
+		Verified: true, Lost: v.Lost, Dups: v.Duplicates, Cluster: &fig,
+		PublishErrors: pub.PublishErrors, PublishErrorsUnread: pub.PublishErrorsUnread}
 	if res.rep.Records > 0 {
 		row.RecordBytes = float64(res.rep.Bytes) / float64(res.rep.Records)
 	}

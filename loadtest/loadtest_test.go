@@ -3,9 +3,11 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +20,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/sluicelog/sluice/cmd/sluice/app"
@@ -355,8 +359,14 @@ func TestReadPublishErrors(t *testing.T) {
 	if errs, err = ReadPublishErrors(ctx, metrics); err != nil || errs["store_failed"] == 0 {
 		t.Fatalf("after %d requests refused: %v, %v; want store_failed counted", rep.Status["HTTP 429"], errs, err)
 	}
-	if _, err := ReadPublishErrors(ctx, "http://"+a.APIAddr().String()+"/nosuch"); err == nil {
-		t.Error("a page that is not there read without an error")
+	if _, err := ReadPublishErrors(ctx, "http://"+a.APIAddr().String()+"/nosuch"); err == nil || errors.Is(err, ErrNoPublishErrors) {
+		t.Errorf("a page that is not there: %v", err)
+	}
+	// A metrics page without them (a sluice from before they were shown).
+	other := httptest.NewServer(promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{}))
+	defer other.Close()
+	if _, err := ReadPublishErrors(ctx, other.URL); !errors.Is(err, ErrNoPublishErrors) {
+		t.Errorf("a page without the metric: %v, want ErrNoPublishErrors", err)
 	}
 }
 
@@ -410,8 +420,12 @@ func TestMedianRow(t *testing.T) {
 		t.Errorf("got  %+v\nwant %+v", row, want)
 	}
 	// A peer's runs have no publish errors to read: nil, not none.
-	if row := medianRow([]BenchRow{{AckedPerSec: 1}, {AckedPerSec: 2}}); row.PublishErrors != nil {
+	if row := medianRow([]BenchRow{{AckedPerSec: 1}, {AckedPerSec: 2}}); row.PublishErrors != nil || row.PublishErrorsUnread {
 		t.Errorf("a peer's publish errors: %v", row.PublishErrors)
+	}
+	// A baseline binary that did not show them: unread.
+	if row := medianRow([]BenchRow{{AckedPerSec: 1, PublishErrorsUnread: true}, {AckedPerSec: 2}}); !row.PublishErrorsUnread {
+		t.Error("a run's unread publish errors lost in the median row")
 	}
 }
 
@@ -523,9 +537,13 @@ func TestPrintBenchRatios(t *testing.T) {
 		t.Errorf("no line saying none failed in\n%s", out.String())
 	}
 	rows[4].PublishErrors = map[string]int{"timeout": 1, "stalled": 3}
+	rows[1].PublishErrors, rows[1].PublishErrorsUnread = nil, true
 	out.Reset()
 	PrintBench(&out, rows)
-	if !strings.Contains(out.String(), "\n- b (sluice): stalled 3, timeout 1\n") || strings.Contains(out.String(), "- a (") ||
+	if !strings.Contains(out.String(), "\n- a (sluice baseline): not read") {
+		t.Errorf("no line for the baseline's unread publish errors in\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "\n- b (sluice): stalled 3, timeout 1\n") || strings.Contains(out.String(), "- a (sluice):") ||
 		strings.Contains(out.String(), "none failed") {
 		t.Errorf("want b's failed publishes alone in\n%s", out.String())
 	}

@@ -302,20 +302,23 @@ func ReadSinkCounts(ctx context.Context, metricsURL string) (SinkCounts, error) 
 	return counts, nil
 }
 
+// ErrNoPublishErrors means a /metrics page has no
+// sluice_queue_publish_errors_total: sluice shows every reason at 0 from
+// the start, so the page is not sluice's, or its binary is older than that.
+var ErrNoPublishErrors = errors.New("no sluice_queue_publish_errors_total")
+
 // ReadPublishErrors reads sluice_queue_publish_errors_total from sluice's
 // /metrics: the publishes to JetStream that failed (and were retried or
 // refused), by reason (stalled, timeout, store_failed, ...). An empty map
-// means none failed; a page without the metric (sluice shows every reason
-// at 0 from the start) is an error.
+// means none failed; a page without the metric is ErrNoPublishErrors.
 func ReadPublishErrors(ctx context.Context, metricsURL string) (map[string]int, error) {
-	const name = "sluice_queue_publish_errors_total"
 	fams, err := readMetrics(ctx, metricsURL)
 	if err != nil {
 		return nil, fmt.Errorf("publish errors: %w", err)
 	}
-	fam := fams[name]
+	fam := fams["sluice_queue_publish_errors_total"]
 	if fam == nil {
-		return nil, fmt.Errorf("publish errors: no %s on %s", name, metricsURL)
+		return nil, fmt.Errorf("publish errors: %w on %s", ErrNoPublishErrors, metricsURL)
 	}
 	errs := map[string]int{}
 	for _, m := range fam.GetMetric() {
