@@ -97,20 +97,39 @@ func (e *encoder) entries(n, salt int) ([]byte, []int) {
 	return b, seqs
 }
 
-// options appends a value's option map and returns the offset of its chunk
-// id, or -1. With acks it is {"chunk": <id>}, to be written by setChunk;
-// without, {"size": records}, as Fluent Bit and Fluentd send when they do
-// not ask for acks: a chunk id asks for an ack, which a sender that does not
-// read them must not (its close would reset the connection over unread
-// acks, and the server would lose what it had not read yet).
-func (e *encoder) options(b []byte, records int) ([]byte, int) {
-	b = msgp.AppendMapHeader(b, 1)
-	if !e.cfg.Ack {
-		b = msgp.AppendStr(b, "size")
-		return msgp.AppendUint(b, uint64(records)), -1
+// appendOptions appends a value's option map: {"chunk": chunk} with a chunk
+// id, else {"size": records}, as Fluent Bit and Fluentd send when they do
+// not ask for acks (a chunk id asks for an ack, which a sender that does
+// not read them must not: its close would reset the connection over unread
+// acks, and the server would lose what it had not read yet); and
+// "compressed": "gzip" for a gzipped value.
+func appendOptions(b []byte, chunk string, records int, gzipped bool) []byte {
+	n := 1
+	if gzipped {
+		n = 2
 	}
-	b = msgp.AppendStr(b, "chunk")
-	b = msgp.AppendStr(b, string(make([]byte, chunkIDWidth)))
+	b = msgp.AppendMapHeader(b, n)
+	if chunk == "" {
+		b = msgp.AppendStr(b, "size")
+		b = msgp.AppendUint(b, uint64(records))
+	} else {
+		b = msgp.AppendStr(b, "chunk")
+		b = msgp.AppendStr(b, chunk)
+	}
+	if gzipped {
+		b = msgp.AppendStr(b, "compressed")
+		b = msgp.AppendStr(b, "gzip")
+	}
+	return b
+}
+
+// options appends a value's option map and returns the offset of its chunk
+// id, to be written by setChunk, or -1 without acks.
+func (e *encoder) options(b []byte, records int) ([]byte, int) {
+	if !e.cfg.Ack {
+		return appendOptions(b, "", records, false), -1
+	}
+	b = appendOptions(b, string(make([]byte, chunkIDWidth)), records, false)
 	return b, len(b) - chunkIDWidth
 }
 
@@ -201,7 +220,7 @@ func (r *request) payload(cfg *Config, n uint64, zbuf *bytes.Buffer, zw *gzip.Wr
 }
 
 // gzipPacked compresses the entries of r into a CompressedPackedForward
-// value with the chunk id, or without one ("") its size (see options).
+// value with the chunk id, or without one ("") its size (appendOptions).
 func gzipPacked(dst *bytes.Buffer, zw *gzip.Writer, r *request, chunk string) []byte {
 	dst.Reset()
 	zw.Reset(dst)
@@ -210,14 +229,5 @@ func gzipPacked(dst *bytes.Buffer, zw *gzip.Writer, r *request, chunk string) []
 	b := msgp.AppendArrayHeader(nil, 3)
 	b = msgp.AppendStr(b, r.tag)
 	b = msgp.AppendBin(b, dst.Bytes())
-	b = msgp.AppendMapHeader(b, 2)
-	if chunk == "" {
-		b = msgp.AppendStr(b, "size")
-		b = msgp.AppendUint(b, uint64(r.records))
-	} else {
-		b = msgp.AppendStr(b, "chunk")
-		b = msgp.AppendStr(b, chunk)
-	}
-	b = msgp.AppendStr(b, "compressed")
-	return msgp.AppendStr(b, "gzip")
+	return appendOptions(b, chunk, r.records, true)
 }
