@@ -643,15 +643,16 @@ func printPublishErrors(w io.Writer, rows []BenchRow) {
 	var lines []string
 	measured := false
 	for _, r := range rows {
+		if r.PublishErrors == nil && !r.PublishErrorsUnread {
+			continue // a peer
+		}
+		measured = true
 		if r.PublishErrorsUnread {
-			measured = true
 			lines = append(lines, fmt.Sprintf("- %s (%s): not read, not on its /metrics (a binary from before they were shown at 0)", r.Name, r.Aggregator))
 		}
 		if len(r.PublishErrors) == 0 {
-			measured = measured || r.PublishErrors != nil
 			continue
 		}
-		measured = true
 		reasons := slices.Sorted(maps.Keys(r.PublishErrors))
 		for i, reason := range reasons {
 			reasons[i] = fmt.Sprintf("%s %d", reason, r.PublishErrors[reason])
