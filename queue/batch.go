@@ -170,7 +170,9 @@ func (b *batcher) add(c *chunk.Chunk) (chunk.Pending, error) {
 			}
 			bt = &batch{body: bufpool.Get(room)[:0], start: time.Now(), done: make(chan struct{})}
 			b.cur = bt
-			bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
+			if !now { // else it is sent below, in this call
+				bt.timer = time.AfterFunc(b.linger, func() { b.seal(bt) })
+			}
 		}
 		if bt == nil {
 			b.mu.Unlock()
@@ -233,7 +235,7 @@ func (b *batcher) waitSlot() error {
 	case b.slots <- struct{}{}:
 		return nil
 	case <-t.C:
-		b.q.metrics.publishErrs.WithLabelValues("batches_pending").Inc()
+		b.q.metrics.publishErrs.WithLabelValues(reasonBatchesPending).Inc()
 		return ErrBatchesPending
 	}
 }
@@ -272,7 +274,9 @@ func (b *batcher) seal(bt *batch) {
 // now on; b.mu is held.
 func (b *batcher) takeOut(bt *batch) {
 	b.cur = nil
-	bt.timer.Stop()
+	if bt.timer != nil {
+		bt.timer.Stop()
+	}
 	b.inFlight++
 }
 

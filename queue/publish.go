@@ -79,7 +79,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	// The reasons errReason gives (but JetStream's API error codes) and the
 	// batches' own are there at 0 from the start: a page without them means
 	// another binary, not a clean run.
-	for _, reason := range []string{"store_failed", "unavailable", "stalled", "timeout", "no_responders", "closed", "other", "batches_pending"} {
+	for _, reason := range publishErrorReasons {
 		m.publishErrs.WithLabelValues(reason)
 	}
 	r.MustRegister(m.published, m.batched, m.sealed, m.publishErrs, m.entryBytes, m.storedBytes, m.latency)
@@ -326,28 +326,45 @@ func letGo(m *nats.Msg) {
 // stream is full (discard-new) or the store cannot write.
 const errCodeStoreFailed = 10077
 
+// Why a publish failed (sluice_queue_publish_errors_total); JetStream API
+// errors but these are api_<code>.
+const (
+	reasonStoreFailed    = "store_failed"
+	reasonUnavailable    = "unavailable"
+	reasonStalled        = "stalled"
+	reasonTimeout        = "timeout"
+	reasonNoResponders   = "no_responders"
+	reasonClosed         = "closed"
+	reasonOther          = "other"
+	reasonBatchesPending = "batches_pending"
+)
+
+// publishErrorReasons are the reasons on /metrics at 0 from the start.
+var publishErrorReasons = []string{reasonStoreFailed, reasonUnavailable, reasonStalled, reasonTimeout,
+	reasonNoResponders, reasonClosed, reasonOther, reasonBatchesPending}
+
 // errReason names a publish error for the metrics.
 func errReason(err error) string {
 	var apiErr *jetstream.APIError
 	switch {
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed:
 		// e.g. "maximum bytes exceeded": the stream is full
-		return "store_failed"
+		return reasonStoreFailed
 	case errors.As(err, &apiErr):
 		if apiErr.Code == 503 {
-			return "unavailable"
+			return reasonUnavailable
 		}
 		return "api_" + strconv.Itoa(int(apiErr.ErrorCode))
 	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
-		return "stalled"
+		return reasonStalled
 	case errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout):
-		return "timeout"
+		return reasonTimeout
 	case errors.Is(err, nats.ErrNoResponders):
-		return "no_responders"
+		return reasonNoResponders
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
-		return "closed"
+		return reasonClosed
 	}
-	return "other"
+	return reasonOther
 }
 
 // ChunkFromMsg rebuilds the chunk a message carries. The chunk's Entries
