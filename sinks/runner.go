@@ -730,7 +730,8 @@ func (r *Runner) keepAlive() {
 func (r *Runner) work(i int) {
 	defer r.workers.Done()
 	g := &r.cfg.GiveWay
-	first, others := i == 0 && g.Busy != nil, i > 0 && g.Busy != nil
+	giving := g.Busy != nil
+	first, others := giving && i == 0, giving && i > 0
 	var owed time.Duration // worker 0's wait: Ratio times its writes while ingest was busy
 	for {
 		if others {
@@ -742,14 +743,12 @@ func (r *Runner) work(i int) {
 		if !ok {
 			return
 		}
+		if giving && len(b) > 0 && b[0].owner != nil {
+			r.lastStored.Store(b[0].owner.stored.UnixNano())
+		}
 		var start time.Time // worker 0's, giving way
-		if g.Busy != nil {
-			if len(b) > 0 && b[0].owner != nil {
-				r.lastStored.Store(b[0].owner.stored.UnixNano())
-			}
-			if first {
-				start = time.Now()
-			}
+		if first {
+			start = time.Now()
 		}
 		r.deliver(b)
 		r.putBatch(b)
